@@ -1,0 +1,35 @@
+"""The paper's settings on NYU Depth v2 (accelerators): N = ResNet-50, G = DRN-D-22, 228×304.
+
+Needs the manual download of the csv + PNG distribution in `--config.data.manual_dir`
+(see README, "NYU Depth v2"). Spec §7: Adam lr 1e-4, coupled L2 1e-4; N 20 epochs, lr ×0.1
+every 5 epochs, batch 8 per device; G λ = 5 with target N(x); G_adv λ = 1 with the ground
+truth, 60 epochs (Algorithm 1); N_adv as N on clean and adversarial inputs.
+Encoders start from ImageNet weights imported with mde_adv.import_torch (`--config.init.N=...`).
+"""
+
+from configs import default
+
+
+def get_config():
+    c = default.get_config()
+    c.data.manual_dir = ""  # required: the folder with nyu_data.zip (or its extracted files)
+    c.data.pipeline.name = "nyu_depth_v2_manual/csv_png"
+    c.data.pipeline.resize_hw = (240, 320)
+    c.data.pipeline.crop_hw = (228, 304)
+    c.data.pipeline.depth_hw = (114, 152)
+    c.data.pipeline.worker_count = 8
+    c.data.pipeline.read_threads = 8
+    c.depth_net = dict(encoder="resnet50", width=1.0, dtype="float32")
+    c.saliency_net = dict(encoder="drn_d_22", width=1.0, dtype="float32")
+    paper = dict(learning_rate=1e-4, log_every=50, checkpoint_every=2000)
+    c.train = dict(
+        depth=default.optimiser(**paper, epochs=20.0, lr_decay_every_epochs=5),
+        saliency=default.optimiser(
+            **paper, epochs=20.0, sparsity_weight=5.0, saliency_target="depth_net"
+        ),
+        saliency_adv=default.optimiser(
+            **paper, epochs=60.0, sparsity_weight=1.0, saliency_target="ground_truth"
+        ),
+        depth_adv=default.optimiser(**paper, epochs=20.0, lr_decay_every_epochs=5),
+    )
+    return c

@@ -1,0 +1,37 @@
+"""Adversarial attacks on depth estimation: one engine for training and evaluation (spec §8).
+
+`attack` (validated, jitted), `attack_traced` (inside your own jit), `eps_sweep` (several ε in
+one computation), `AttackConfig` (method, threat model, loss, ε space, ...), Algorithm 1's
+`sample_algorithm1` and the ε-space helpers.
+"""
+
+from mde_adv.attacks.config import DEFAULT_T_MAX, METHODS, NORMS, TARGETS, AttackConfig
+from mde_adv.attacks.engine import attack, attack_traced, eps_sweep, step_size
+from mde_adv.attacks.sampler import (
+    ALGORITHM1_EPS_RANGE,
+    ALGORITHM1_P_ADVERSARIAL,
+    ALGORITHM1_STEPS_RANGE,
+    example_keys,
+    sample_algorithm1,
+)
+from mde_adv.attacks.spaces import inscribed_eps, normalised_eps_to_pixel, to_normalised
+
+__all__ = [
+    "ALGORITHM1_EPS_RANGE",
+    "ALGORITHM1_P_ADVERSARIAL",
+    "ALGORITHM1_STEPS_RANGE",
+    "DEFAULT_T_MAX",
+    "METHODS",
+    "NORMS",
+    "TARGETS",
+    "AttackConfig",
+    "attack",
+    "attack_traced",
+    "eps_sweep",
+    "example_keys",
+    "inscribed_eps",
+    "normalised_eps_to_pixel",
+    "sample_algorithm1",
+    "step_size",
+    "to_normalised",
+]

@@ -1,0 +1,9 @@
+"""Data: NYU Depth v2 and procedural-rooms TFDS builders, transforms and the input pipeline.
+
+Modules: `nyu_depth_v2` (builder `nyu_depth_v2_manual`) and `nyu_readers`; `procedural_rooms`
+(builder `procedural_rooms`), `room_scene` (random scenes) and `rooms` (the NumPy renderer);
+`features` (TFDS features readable without TensorFlow); `transforms` (spec §6); `pipeline`
+(grain batches); `preview` (a PNG grid of samples); `errors`. Importing `pipeline` registers
+both builders with TFDS. This package imports nothing itself, so that render worker processes
+stay light.
+"""

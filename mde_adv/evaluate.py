@@ -1,0 +1,187 @@
+"""The evaluation stage: the paper's Tables 1–4 and Figs. 4–7 and the studies beyond it.
+
+`run(eval_config, networks, batches_fn, out_dir)` attacks every eval batch as the config's
+sections ask (x* = Adv(x; N), untargeted ℓ1 vs the ground truth, ε in
+`eval_config.eps_space`), evaluates the methods on all ε of a section in one jitted call,
+gathers the per-image results of all processes and (process 0 only) writes to out_dir:
+  per_image.jsonl  one row per image × table × setting × method (see evaluation.results)
+  summary.csv, summary.json  the aggregates (spec §5)
+  run_info.json    the config, networks, images and every attack's settings (ε space, α, T)
+  figures.npz      the arrays of Figs. 6 and 7 (first images of process 0's first batch)
+`mde_adv.report.write` turns these files into report.md.
+"""
+
+import json
+import pathlib
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+import tqdm
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from mde_adv import attacks
+from mde_adv.evaluation import results
+from mde_adv.evaluation.compute import evaluate_group, figure_arrays
+from mde_adv.evaluation.config import default_eval_config
+from mde_adv.evaluation.methods import NETWORK_NAMES, Networks, network_functions
+from mde_adv.evaluation.plan import AttackGroup, figure_group, plan
+
+__all__ = ["default_eval_config", "run"]
+
+Batch = Mapping[str, np.ndarray]
+
+
+def _check_networks(networks: Networks) -> None:
+    unknown = sorted(set(networks) - set(NETWORK_NAMES))
+    if unknown:
+        raise ValueError(f"networks: unknown names {unknown}; expected some of {NETWORK_NAMES}")
+    if "N" not in networks:
+        raise ValueError("networks: 'N' (the depth network) is required")
+    for name, pair in networks.items():
+        if not (isinstance(pair, tuple | list) and len(pair) == 2):
+            raise ValueError(f"networks[{name!r}] must be a (model, variables) pair")
+
+
+def _shardings(batch_size: int) -> tuple[NamedSharding, NamedSharding]:
+    """(batch, replicated) shardings over this process's devices; the batch axis is split
+    over them when it divides, else everything is replicated."""
+    devices = jax.local_devices()
+    mesh = Mesh(np.asarray(devices), ("batch",))
+    replicated = NamedSharding(mesh, PartitionSpec())
+    split = batch_size % len(devices) == 0
+    return (NamedSharding(mesh, PartitionSpec("batch")) if split else replicated), replicated
+
+
+def _group_info(group: AttackGroup) -> dict[str, Any]:
+    return {
+        "table": group.table,
+        "settings": list(group.settings),
+        "eps": list(group.eps),
+        "steps": group.steps,
+        "target": group.target,
+        "attack": group.config.method,
+        "loss": group.config.loss,
+        "eps_space": group.config.space,
+        "alpha": [
+            float(attacks.step_size(group.config, np.float32(e), np.float32(group.steps)))
+            for e in group.eps
+        ],
+        "description": group.config.describe(),
+        "region": group.region,
+        "methods": [m.label() for m in group.methods],
+    }
+
+
+def _check_batch(batch: Batch, step: int) -> None:
+    missing = [k for k in ("image", "depth", "id", "valid") if k not in batch]
+    if missing:
+        raise ValueError(f"eval batch {step} lacks the keys {missing}")
+
+
+def run(
+    eval_config: ml_collections.ConfigDict,
+    networks: Networks,
+    batches_fn: Callable[[], Iterator[Batch]],
+    out_dir: str | pathlib.Path,
+) -> dict[str, Any]:
+    """Evaluates `networks` {'N', 'N_adv', 'G', 'G_adv', 'G_adv_drn_d_38', 'G_adv_drn_d_54':
+    (flax model, variables)} (a missing one skips its rows) on the batches of `batches_fn()`
+    ({'image': f32[B,H,W,3] normalised, 'depth': f32[B,H,W,1] metres, 'id', 'valid'}).
+
+    Every process must call it (the results are gathered); process 0 writes the files.
+    Returns {'summary': aggregated rows, 'images': number of images, 'out_dir': path}.
+    """
+    _check_networks(networks)
+    groups = plan(eval_config, networks)
+    figures_attack = figure_group(eval_config, networks)
+    max_images = int(eval_config.max_images)
+    process_index, process_count = jax.process_index(), jax.process_count()
+    base_key = jax.random.key(int(eval_config.seed))
+
+    fns, placed_for = None, None
+    values: dict[tuple[str, str, str], dict[str, list[np.ndarray]]] = {}
+    meta: dict[tuple[str, str, str], dict[str, Any]] = {}
+    positions, ids, valid, figures = [], [], [], None
+    batches = tqdm.tqdm(batches_fn(), desc="evaluate", disable=process_index != 0)
+    for step, batch in enumerate(batches):
+        _check_batch(batch, step)
+        local = batch["image"].shape[0]
+        if max_images and step * local * process_count >= max_images:
+            break
+        batch_sharding, replicated = _shardings(local)
+        if placed_for != local:
+            fns = network_functions(
+                {name: (model, jax.device_put(v, replicated)) for name, (model, v) in networks.items()}
+            )
+            placed_for = local
+        x = jax.device_put(np.asarray(batch["image"], np.float32), batch_sharding)
+        y = jax.device_put(np.asarray(batch["depth"], np.float32), batch_sharding)
+        first = step * local * process_count + process_index * local
+        positions.append(np.arange(first, first + local))
+        ids.append(results.encode_ids(list(batch["id"])))
+        valid.append(np.asarray(batch["valid"], bool))
+        key = jax.random.fold_in(base_key, step * process_count + process_index)
+        for index, group in enumerate(groups):
+            eps_of = dict(zip(group.settings, group.eps, strict=True))
+            group_values = evaluate_group(group, fns, x, y, jax.random.fold_in(key, index))
+            for (setting, method), named in group_values.items():
+                row_key = (group.table, setting, method)
+                meta[row_key] = dict(
+                    attack=group.config.method, target=group.target, eps=eps_of[setting],
+                    steps=group.steps,
+                )
+                for name, array in named.items():
+                    values.setdefault(row_key, {}).setdefault(name, []).append(array)
+        if figures is None and figures_attack is not None and process_index == 0:
+            keep = np.flatnonzero(batch["valid"])[: int(eval_config.fig6_7.images)]
+            figures = figure_arrays(
+                figures_attack,
+                fns,
+                jax.numpy.asarray(batch["image"][keep]),
+                jax.numpy.asarray(batch["depth"][keep]),
+                key,
+            )
+            figures["ids"] = np.asarray(batch["id"])[keep].astype(np.str_)
+    if not positions:
+        raise ValueError("batches_fn() yielded no batches (or max_images is 0 of them)")
+
+    local_tree = {
+        "values": [[np.concatenate(v) for v in named.values()] for named in values.values()],
+        "positions": np.concatenate(positions),
+        "ids": np.concatenate(ids),
+        "valid": np.concatenate(valid),
+    }
+    gathered = results.gather_across_processes(local_tree)
+    order = np.argsort(gathered["positions"], kind="stable")
+    keep = gathered["valid"][order]
+    if max_images:
+        keep &= gathered["positions"][order] < max_images
+    selected = order[keep]
+    final = {
+        row_key: {name: arrays[i][selected] for i, name in enumerate(named)}
+        for (row_key, named), arrays in zip(values.items(), gathered["values"], strict=True)
+    }
+    image_ids = results.decode_ids(gathered["ids"][selected])
+    rows = results.make_rows(final, meta, image_ids, gathered["positions"][selected])
+    summary = results.aggregate(rows)
+
+    out_dir = pathlib.Path(out_dir)
+    if process_index == 0:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        results.write_rows(rows, out_dir / results.PER_IMAGE_FILE)
+        results.write_summary(summary, out_dir)
+        info = {
+            "eval_config": eval_config.to_dict(),
+            "images": len(image_ids),
+            "networks": sorted(networks),
+            "process_count": process_count,
+            "groups": [_group_info(g) for g in groups],
+            "figure_attack": None if figures_attack is None else _group_info(figures_attack),
+        }
+        (out_dir / results.RUN_INFO_FILE).write_text(json.dumps(info, indent=1))
+        if figures is not None:
+            np.savez_compressed(out_dir / results.FIGURES_FILE, **figures)
+    return {"summary": summary, "images": len(image_ids), "out_dir": str(out_dir)}

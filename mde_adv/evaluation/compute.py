@@ -1,0 +1,250 @@
+"""Per-batch computations of the evaluation: adversarial inputs, per-image metrics of every
+method, region masks, energy shares, targeted-attack ratios and the arrays of Figs. 6 and 7.
+
+Images are f32[B,H,W,3] normalised, depth f32[B,h,w,1] in metres; `fns` maps network names
+to inference functions (`methods.network_functions`).
+"""
+
+import functools
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.tree_util import Partial
+
+from mde_adv import attacks
+from mde_adv.evaluation.methods import ATTACK_TARGETS, Method, NetworkFns, attacked_function
+from mde_adv.evaluation.plan import AttackGroup
+from mde_adv.losses import attack_loss
+from mde_adv.metrics import image_metrics
+from mde_adv.normalization import IMAGENET_STD, denormalize
+
+ENERGY_LABEL = "energy in non-salient pixels"
+GroupValues = dict[tuple[str, str], dict[str, np.ndarray]]
+
+
+@jax.jit
+def _call(fn: Partial, x: jax.Array) -> jax.Array:
+    return fn(x)
+
+
+def region_masks(saliency: jax.Array, salient_fraction: float) -> tuple[jax.Array, jax.Array]:
+    """(salient, non_salient), each f32[B,H,W,1] of 0/1, from saliency f32[B,H,W,1]: the
+    round(salient_fraction·H·W) most salient pixels of each image, and the others (ties broken
+    by position, so the areas are exact)."""
+    chex.assert_rank(saliency, 4)
+    flat = saliency.reshape(saliency.shape[0], -1)
+    order = jnp.argsort(-flat, axis=1, stable=True)
+    ranks = jnp.argsort(order, axis=1, stable=True)
+    salient = (ranks < round(salient_fraction * flat.shape[1])).astype(jnp.float32)
+    salient = salient.reshape(saliency.shape)
+    return salient, 1.0 - salient
+
+
+def group_region_mask(group: AttackGroup, fns: NetworkFns, x: jax.Array) -> jax.Array | None:
+    """The region mask f32[B,H,W,1] of the group's attack (None: no region)."""
+    if group.region is None:
+        return None
+    if group.region == "all":
+        return jnp.ones((*x.shape[:3], 1), jnp.float32)
+    salient, non_salient = region_masks(_call(fns[group.region_net], x), group.salient_fraction)
+    return salient if group.region == "salient" else non_salient
+
+
+def adversarial_inputs(
+    group: AttackGroup,
+    fns: NetworkFns,
+    x: jax.Array,
+    y: jax.Array,
+    key: jax.Array,
+    region_mask: jax.Array | None = None,
+) -> jax.Array:
+    """f32[S,B,H,W,3]: for each ε of the group, Adv(x; target) by one eps_sweep over the
+    non-zero radii (ε = 0 gives x itself). y: ground-truth depth (unused by attacks whose
+    reference is the clean prediction). key: PRNG key (used by random starts only)."""
+    attacked = attacked_function(ATTACK_TARGETS[group.target], fns)
+    radii = np.asarray([e for e in group.eps if e > 0], np.float32)
+    swept = None
+    if radii.size:
+        swept = attacks.eps_sweep(
+            attacked,
+            x,
+            None if group.config.target == "clean_prediction" else y,
+            eps_values=radii,
+            steps=group.steps,
+            config=group.config,
+            key=key if group.config.random_start else None,
+            region_mask=region_mask,
+        )
+    inputs, next_radius = [], 0
+    for eps in group.eps:
+        if eps > 0:
+            inputs.append(swept[next_radius])
+            next_radius += 1
+        else:
+            inputs.append(x)
+    return jnp.stack(inputs)
+
+
+def _method_depth(fns, method: Method, z, clean, masks) -> jax.Array:
+    if method.saliency_net is None:
+        return fns[method.depth_net](z)
+    source = "clean" if method.mask_from_clean else "z"
+    if (method.saliency_net, source) not in masks:
+        masks[method.saliency_net, source] = fns[method.saliency_net](
+            clean if method.mask_from_clean else z
+        )
+    return fns[method.depth_net](z * masks[method.saliency_net, source])
+
+
+@functools.partial(jax.jit, static_argnames=("methods",))
+def method_depths(
+    fns: NetworkFns, x: jax.Array, inputs: jax.Array, *, methods: tuple[Method, ...]
+) -> tuple[jax.Array, ...]:
+    """Depth f32[S,B,h,w,1] of each method on inputs f32[S,B,H,W,3] (the oracle masks come
+    from x f32[B,H,W,3]), all settings in one computation."""
+    settings, batch = inputs.shape[:2]
+    z = inputs.reshape(settings * batch, *inputs.shape[2:])
+    clean = jnp.tile(x, (settings, 1, 1, 1))
+    masks = {}
+    depths = [_method_depth(fns, method, z, clean, masks) for method in methods]
+    return tuple(d.reshape(settings, batch, *d.shape[1:]) for d in depths)
+
+
+@functools.partial(jax.jit, static_argnames=("methods",))
+def method_metrics(
+    fns: NetworkFns,
+    x: jax.Array,
+    inputs: jax.Array,
+    y: jax.Array,
+    *,
+    methods: tuple[Method, ...],
+) -> tuple[dict[str, jax.Array], ...]:
+    """Per-image metrics {name: f32[S,B]} (metrics.image_metrics vs y f32[B,H',W',1]) of each
+    method on inputs f32[S,B,H,W,3]: one jitted computation for all settings."""
+    settings, batch = inputs.shape[:2]
+    depths = method_depths(fns, x, inputs, methods=methods)
+    targets = jnp.tile(y, (settings, 1, 1, 1))
+    per_method = []
+    for depth in depths:
+        values = image_metrics(depth.reshape(settings * batch, *depth.shape[2:]), targets)
+        per_method.append({k: v.reshape(settings, batch) for k, v in values.items()})
+    return tuple(per_method)
+
+
+def _per_image_mean(values: jax.Array, weights: jax.Array) -> jax.Array:
+    axes = tuple(range(1, values.ndim))
+    return jnp.sum(values * weights, axis=axes) / jnp.sum(weights, axis=axes)
+
+
+@jax.jit
+def targeted_values(depth_fn: Partial, x: jax.Array, x_adv: jax.Array, scale) -> dict:
+    """Per-image f32[B] of a targeted attack towards scale·N(x): 'depth_ratio' (mean of
+    N(x*)/N(x) over pixels where N(x) > 0, NaN if none), 'target_rmse' (RMSE of N(x*) vs
+    the target) and 'clean_target_rmse' (of N(x) vs the target), in metres."""
+    clean, attacked = depth_fn(x), depth_fn(x_adv)
+    target = scale * clean
+    positive = clean > 0
+    ratio = jnp.where(positive, attacked / jnp.where(positive, clean, 1.0), 0.0)
+    ones = jnp.ones_like(clean)
+    return {
+        "depth_ratio": _per_image_mean(ratio, positive.astype(jnp.float32)),
+        "target_rmse": jnp.sqrt(_per_image_mean(jnp.square(attacked - target), ones)),
+        "clean_target_rmse": jnp.sqrt(_per_image_mean(jnp.square(clean - target), ones)),
+    }
+
+
+@functools.partial(jax.jit, static_argnames=("loss", "space"))
+def energy_shares(
+    attacked: Partial,
+    x: jax.Array,
+    y: jax.Array,
+    x_adv: jax.Array,
+    non_salient: jax.Array,
+    *,
+    loss: str,
+    space: str,
+) -> dict[str, jax.Array]:
+    """Per-image f32[B] shares in the non-salient pixels (non_salient f32[B,H,W,1]) of the
+    energy (sum of squares, in ε-space units) of the perturbation x_adv − x
+    ('perturbation_share') and of the input gradient ∇_x ℓ(attacked(x), y) at the clean x
+    ('gradient_share'), and the region's share of the area ('area_share')."""
+    delta = x_adv - x
+    gradient = jax.grad(lambda z: jnp.sum(attack_loss(loss)(attacked(z), y)))(x)
+    if space == "pixel":  # δ_pixel = δ·std and ∂ℓ/∂δ_pixel = ∂ℓ/∂x / std
+        delta, gradient = delta * IMAGENET_STD, gradient / IMAGENET_STD
+
+    def share(values):
+        energy = jnp.sum(jnp.square(values), axis=-1, keepdims=True)
+        return jnp.sum(energy * non_salient, axis=(1, 2, 3)) / jnp.sum(energy, axis=(1, 2, 3))
+
+    return {
+        "perturbation_share": share(delta),
+        "gradient_share": share(gradient),
+        "area_share": jnp.mean(non_salient, axis=(1, 2, 3)),
+    }
+
+
+def evaluate_group(
+    group: AttackGroup, fns: NetworkFns, x: jax.Array, y: jax.Array, key: jax.Array
+) -> GroupValues:
+    """{(setting, method label): {value name: f32[B] numpy}} of one group on one batch."""
+    region = group_region_mask(group, fns, x)
+    inputs = adversarial_inputs(group, fns, x, y, key, region)
+    needed = set().union(*(m.networks for m in group.methods))
+    per_method = method_metrics(
+        {name: fns[name] for name in needed}, x, inputs, y, methods=group.methods
+    )
+    values: GroupValues = {}
+    for s, setting in enumerate(group.settings):
+        for m, method in enumerate(group.methods):
+            row = {name: np.asarray(v[s]) for name, v in per_method[m].items()}
+            values[setting, group.method_label(method, s)] = row
+            if group.extras == "targeted" and method == Method("N"):
+                scale = group.config.target_scale
+                extra = targeted_values(fns["N"], x, inputs[s], scale)
+                row.update({name: np.asarray(v) for name, v in extra.items()})
+        if group.extras == "energy":
+            saliency = _call(fns[group.region_net], x)
+            _, non_salient = region_masks(saliency, group.salient_fraction)
+            shares = energy_shares(
+                attacked_function(ATTACK_TARGETS[group.target], fns),
+                x,
+                y,
+                inputs[s],
+                non_salient,
+                loss=group.config.loss,
+                space=group.config.space,
+            )
+            values[setting, ENERGY_LABEL] = {k: np.asarray(v) for k, v in shares.items()}
+    return values
+
+
+FIGURE_MASKS = ("G", "G_adv")
+
+
+def figure_arrays(
+    group: AttackGroup, fns: NetworkFns, x: jax.Array, y: jax.Array, key: jax.Array
+) -> dict[str, np.ndarray]:
+    """Arrays of Figs. 6 and 7 for the images of x (one ε, group.eps[0]): 'image' and
+    'adversarial' (pixels [0,1], [B,H,W,3]), 'perturbation' (x* − x in ε-space units),
+    'ground_truth', 'depth:N(x)' and 'depth:<method>' for the methods the networks allow
+    ([B,h,w,1] metres), 'mask:<G>(x)' and 'mask:<G>(x*)' ([B,H,W,1])."""
+    x_adv = adversarial_inputs(group, fns, x, y, key)[0]
+    delta = x_adv - x
+    arrays = {
+        "image": np.clip(np.asarray(denormalize(x)), 0, 1),
+        "adversarial": np.clip(np.asarray(denormalize(x_adv)), 0, 1),
+        "perturbation": np.asarray(delta * IMAGENET_STD if group.config.space == "pixel" else delta),
+        "ground_truth": np.asarray(y),
+        "depth:N(x)": np.asarray(_call(fns["N"], x)),
+    }
+    for method in group.methods:
+        depth = method_depths(fns, x, x_adv[None], methods=(method,))[0][0]
+        arrays[f"depth:{method.label()}"] = np.asarray(depth)
+    for name in FIGURE_MASKS:
+        if name in fns:
+            arrays[f"mask:{name}(x)"] = np.asarray(_call(fns[name], x))
+            arrays[f"mask:{name}(x*)"] = np.asarray(_call(fns[name], x_adv))
+    return arrays

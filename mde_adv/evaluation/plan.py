@@ -1,0 +1,222 @@
+"""The evaluation as a list of attack groups: one group is one `eps_sweep` (one set of
+adversarial inputs per ε) and the methods evaluated on them.
+
+`plan(eval_config, available)` turns the config's sections into groups, dropping the methods
+(and groups) that need a network not in `available`.
+"""
+
+import dataclasses
+from collections.abc import Collection
+
+import ml_collections
+
+from mde_adv import attacks
+from mde_adv.evaluation.config import check_eval_config
+from mde_adv.evaluation.methods import ATTACK_TARGETS, METHODS, Method
+
+REGIONS: tuple[str, ...] = ("all", "salient", "non_salient")
+EXTRAS: tuple[str, ...] = ("energy", "targeted")
+
+
+def eps_label(eps: float) -> str:
+    """Setting label of a radius, e.g. 'ε=0.05'."""
+    return f"ε={float(eps):g}"
+
+
+@dataclasses.dataclass(frozen=True)
+class AttackGroup:
+    """One eps_sweep and the methods evaluated on its inputs.
+
+    table: the config section. settings: one label per ε. eps: radii in the attack's ε space;
+    ε = 0 gives x itself (no attack). steps: T of every ε. target: the attacked function (a
+    key of ATTACK_TARGETS: 'N(x)' for x* = Adv(x; N), a pipeline for x**). adversarial: the
+    symbol of the attacked input in the labels ('x*' or 'x**'); settings with ε = 0 are
+    labelled with x when clean_labels. region: None, or restrict δ to 'all'/'salient'/
+    'non_salient' pixels of region_net(x) (top salient_fraction of the map per image).
+    extras: None, 'energy' (shares of δ and ∇ℓ energy in non-salient pixels) or 'targeted'.
+    """
+
+    table: str
+    settings: tuple[str, ...]
+    eps: tuple[float, ...]
+    steps: int
+    config: attacks.AttackConfig
+    methods: tuple[Method, ...]
+    target: str = "N(x)"
+    adversarial: str = "x*"
+    clean_labels: bool = False
+    region: str | None = None
+    region_net: str = "G"
+    salient_fraction: float = 0.5
+    extras: str | None = None
+
+    def method_label(self, method: Method, setting_index: int) -> str:
+        clean = self.clean_labels and self.eps[setting_index] == 0
+        return method.label("x" if clean else self.adversarial)
+
+    @property
+    def networks(self) -> set[str]:
+        needed = set(ATTACK_TARGETS[self.target].networks)
+        if self.region is not None:
+            needed.add(self.region_net)
+        return needed
+
+
+def _attack_config(name: str, steps: int, eval_config, **overrides) -> attacks.AttackConfig:
+    """The engine config of attack `name` with α = eval_config.alpha for FGSM/IFGSM."""
+    alpha = float(eval_config.alpha) if name in ("fgsm", "ifgsm") else None
+    return attacks.AttackConfig(
+        method=name,
+        space=eval_config.eps_space,
+        alpha=alpha,
+        t_max=1 if name == "fgsm" else steps,
+        **overrides,
+    )
+
+
+def _methods(labels) -> tuple[Method, ...]:
+    return tuple(METHODS[label] for label in labels)
+
+
+def _eps_group(table, section, eval_config, methods, **kwargs) -> AttackGroup:
+    eps = tuple(float(e) for e in section.eps)
+    steps = int(section.get("steps", 1))
+    settings = kwargs.pop("settings", tuple(eps_label(e) for e in eps))
+    config = _attack_config(section.attack, steps, eval_config)
+    return AttackGroup(table, settings, eps, steps, config, methods, **kwargs)
+
+
+def _single(
+    table, setting, section, eval_config, methods, *, attack=None, steps=None, t_max=None,
+    overrides=None, **group_fields,
+) -> AttackGroup:
+    """A group of the one ε section.eps, labelled `setting`."""
+    attack = attack or section.attack
+    steps = int(section.get("steps", 1) if steps is None else steps)
+    config = _attack_config(attack, t_max or steps, eval_config, **(overrides or {}))
+    eps = (float(section.eps),)
+    return AttackGroup(table, (setting,), eps, steps, config, methods, **group_fields)
+
+
+def _table_groups(table: str, eval_config) -> list[AttackGroup]:
+    section = eval_config[table]
+    if table in ("table1", "fig4"):
+        return [_eps_group(table, section, eval_config, _methods(section.methods))]
+    if table == "table2":
+        eps = [float(e) for e in section.eps]
+        settings = tuple("clean" if e == 0 else eps_label(e) for e in eps)
+        methods = _methods(section.methods)
+        return [
+            _eps_group(table, section, eval_config, methods, settings=settings, clean_labels=True)
+        ]
+    if table == "table3":
+        methods = _methods(section.methods)
+        return [
+            _single(table, f"loss={loss}", section, eval_config, methods, overrides={"loss": loss})
+            for loss in section.losses
+        ]
+    if table == "table4":
+        methods = tuple(Method("N", name) for name in section.saliency_nets)
+        return [_single(table, eps_label(section.eps), section, eval_config, methods)]
+    if table == "fig5":
+        methods = _methods(section.methods)
+        t_max = max(section.steps)
+        return [
+            _single(table, f"T={t}", section, eval_config, methods, steps=t, t_max=t_max)
+            for t in section.steps
+        ]
+    if table == "defence_aware":
+        groups = [_eps_group(table, section, eval_config, _methods(section.reference_methods))]
+        for target in section.targets:
+            pipeline = ATTACK_TARGETS[target]
+            groups.append(
+                _eps_group(table, section, eval_config, (pipeline,), target=target, adversarial="x**")
+            )
+        return groups
+    if table == "attack_variants":
+        methods = _methods(section.methods)
+        return [
+            _single(table, attack, section, eval_config, methods, attack=attack)
+            for attack in section.attacks
+        ]
+    if table == "salient_regions":
+        kwargs = dict(
+            region_net=section.saliency_net, salient_fraction=float(section.salient_fraction)
+        )
+        names = {"all": "all pixels", "salient": "salient only", "non_salient": "non-salient only"}
+        return [
+            _single(
+                table,
+                names[region],
+                section,
+                eval_config,
+                (METHODS["N(x*)"],),
+                region=region,
+                extras="energy" if region == "all" else None,
+                **kwargs,
+            )
+            for region in REGIONS
+        ]
+    if table == "targeted":
+        overrides = dict(targeted=True, target="clean_prediction", target_scale=float(section.scale))
+        setting = f"target={float(section.scale):g}×N(x)"
+        return [
+            _single(
+                table,
+                setting,
+                section,
+                eval_config,
+                (METHODS["N(x*)"],),
+                overrides=overrides,
+                extras="targeted",
+            )
+        ]
+    return []  # fig6_7 holds images, not table rows
+
+
+def _keep_available(group: AttackGroup, available: Collection[str]) -> AttackGroup | None:
+    if not group.networks <= set(available):
+        return None
+    methods = tuple(m for m in group.methods if set(m.networks) <= set(available))
+    if not methods:
+        return None
+    return dataclasses.replace(group, methods=methods)
+
+
+def _check_unique_labels(group: AttackGroup) -> None:
+    for index, setting in enumerate(group.settings):
+        labels = [group.method_label(m, index) for m in group.methods]
+        if len(set(labels)) != len(labels):
+            raise ValueError(
+                f"eval_config.{group.table}: methods {labels} coincide on the setting "
+                f"{setting!r}; list each method once"
+            )
+
+
+def plan(eval_config: ml_collections.ConfigDict, available: Collection[str]) -> list[AttackGroup]:
+    """The attack groups of the selected tables whose networks are all in `available`
+    (methods needing a missing network are dropped). Checks the config first."""
+    check_eval_config(eval_config)
+    groups = []
+    for table in eval_config.tables:
+        for group in _table_groups(table, eval_config):
+            _check_unique_labels(group)
+            kept = _keep_available(group, available)
+            if kept is not None:
+                groups.append(kept)
+    return groups
+
+
+FIGURE_METHODS = ("N(x*)", "N_adv(x*)", "N(x*⊗G(x))", "N(x*⊗G(x*))", "N(x*⊗G_adv(x*))")
+
+
+def figure_group(
+    eval_config: ml_collections.ConfigDict, available: Collection[str]
+) -> AttackGroup | None:
+    """The attack of Figs. 6 and 7 (None when not selected or N is missing) with the methods
+    of Fig. 6 that the available networks allow."""
+    if "fig6_7" not in eval_config.tables:
+        return None
+    section = eval_config.fig6_7
+    group = _single("fig6_7", eps_label(section.eps), section, eval_config, _methods(FIGURE_METHODS))
+    return _keep_available(group, available)

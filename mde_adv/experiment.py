@@ -1,0 +1,180 @@
+"""The main job: data → N → G → G_adv → N_adv → evaluation → report, one stage at a time.
+
+Each stage writes its result under `<workdir>/<stage>/` and, last, a `DONE.json` marker (written
+atomically by process 0); a rerun skips stages with a marker and resumes an unfinished training
+stage from its latest checkpoint. A network given in `config.networks` (e.g. the authors'
+released N, imported with `python -m mde_adv.import_torch`) is used instead of training it.
+"""
+
+import json
+import os
+import pathlib
+import time
+
+import jax
+import ml_collections
+from absl import logging
+
+from mde_adv import models, variables_io
+from mde_adv.data import pipeline
+from mde_adv.train import loop, parallel
+
+# stage: (task, network trained, model kind, frozen network)
+TRAIN_STAGES = {
+    "train_depth": ("depth", "N", "depth", None),
+    "train_saliency": ("saliency", "G", "saliency", "N"),
+    "train_saliency_adv": ("saliency_adv", "G_adv", "saliency", "N"),
+    "train_depth_adv": ("depth_adv", "N_adv", "depth", None),
+}
+NETWORKS = ("N", "G", "G_adv", "N_adv")
+STAGES = ("data", *TRAIN_STAGES, "evaluate", "report")
+
+
+def stage_done(workdir: pathlib.Path, stage: str) -> dict | None:
+    """The summary a finished stage recorded, or None."""
+    marker = workdir / stage / "DONE.json"
+    return json.loads(marker.read_text()) if marker.is_file() else None
+
+
+def mark_done(workdir: pathlib.Path, stage: str, summary: dict) -> None:
+    """Atomically records that `stage` finished (process 0 writes; a crash leaves no marker)."""
+    if jax.process_index() != 0:
+        return
+    marker = workdir / stage / "DONE.json"
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    tmp = marker.with_name(f".DONE.json.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(summary, indent=2, default=str))
+    os.replace(tmp, marker)
+
+
+def data_config(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> pipeline.DataConfig:
+    """The pipeline's DataConfig from `config.data.pipeline`; data_dir defaults to
+    `<workdir>/data`, the batch size to the training task's."""
+    values = config.data.pipeline.to_dict()
+    values["data_dir"] = values.get("data_dir") or str(workdir / "data")
+    return pipeline.DataConfig.from_mapping(values)
+
+
+def build_data(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
+    """Prepares the TFDS dataset: renders the embedded one, or reads NYU-v2's manual files
+    from `config.data.manual_dir`."""
+    import tensorflow_datasets as tfds
+
+    dc = data_config(config, workdir)
+    builder = tfds.builder(dc.name, data_dir=dc.data_dir)
+    manual_dir = config.data.get("manual_dir")
+    download_config = tfds.download.DownloadConfig(manual_dir=manual_dir) if manual_dir else None
+    t0 = time.perf_counter()
+    builder.download_and_prepare(download_config=download_config)
+    return {
+        "dataset": dc.name,
+        "data_dir": dc.data_dir,
+        "splits": {k: v.num_examples for k, v in builder.info.splits.items()},
+        "build_seconds": round(time.perf_counter() - t0, 1),
+    }
+
+
+def network(config: ml_collections.ConfigDict, kind: str) -> models.DepthNet | models.SaliencyNet:
+    """N (kind 'depth') or G (kind 'saliency') of the config, for inference."""
+    if kind == "depth":
+        return models.depth_net(config.depth_net)
+    return models.saliency_net(config.saliency_net)
+
+
+def _template(model, input_hw: tuple[int, int]):
+    key = jax.random.key(0, impl="rbg")
+    return jax.eval_shape(lambda: models.init_variables(model, key, input_hw))
+
+
+def initial_variables(
+    config: ml_collections.ConfigDict, name: str, kind: str, input_hw: tuple[int, int]
+) -> dict:
+    """Variables a training stage starts from: `config.init[name]` (a variables_io checkpoint,
+    e.g. an ImageNet encoder imported by mde_adv.import_torch) or a seeded random init."""
+    model = network(config, kind)
+    path = config.get("init", {}).get(name)
+    if path:
+        variables, _ = variables_io.load_variables(path, _template(model, input_hw))
+        return variables
+    key = jax.random.fold_in(jax.random.key(config.seed, impl="rbg"), NETWORKS.index(name))
+    return jax.device_get(models.init_variables(model, key, input_hw))
+
+
+def network_path(workdir: pathlib.Path, name: str) -> pathlib.Path:
+    return workdir / "networks" / name
+
+
+def load_network(
+    config: ml_collections.ConfigDict, workdir: pathlib.Path, name: str, kind: str,
+    input_hw: tuple[int, int],
+) -> dict:
+    """A network's variables: `config.networks[name]` when given, else the run's own."""
+    path = config.get("networks", {}).get(name) or network_path(workdir, name)
+    variables, _ = variables_io.load_variables(path, _template(network(config, kind), input_hw))
+    return variables
+
+
+def train_stage(config: ml_collections.ConfigDict, workdir: pathlib.Path, stage: str) -> dict:
+    """Trains one network (resuming from its checkpoints) and saves it with variables_io."""
+    task, name, kind, frozen_name = TRAIN_STAGES[stage]
+    if config.get("networks", {}).get(name):
+        return {"network": name, "given": config.networks[name]}
+    dc = data_config(config, workdir)
+    dc = pipeline.DataConfig(**{**dc.__dict__, "global_batch_size": config.train[task].batch_size})
+    input_hw = dc.crop_hw
+    frozen = None
+    if frozen_name is not None:
+        frozen = load_network(config, workdir, frozen_name, "depth", input_hw)
+    steps_per_epoch = pipeline.steps_per_epoch(dc)
+    t0 = time.perf_counter()
+    variables = loop.train_task(
+        config,
+        task,
+        workdir / stage,
+        lambda start: pipeline.train_batches(dc, start_step=start),
+        steps_per_epoch=steps_per_epoch,
+        variables=initial_variables(config, name, kind, input_hw),
+        frozen=frozen,
+    )
+    metadata = {
+        "network": name,
+        "task": task,
+        "model": (config.depth_net if kind == "depth" else config.saliency_net).to_dict(),
+        "input_hw": list(input_hw),
+        "steps": loop.total_steps(config.train[task], steps_per_epoch),
+    }
+    if jax.process_index() == 0:
+        variables_io.save_variables(network_path(workdir, name), variables, metadata=metadata)
+    return {**metadata, "train_seconds": round(time.perf_counter() - t0, 1)}
+
+
+def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> None:
+    """Runs the stages listed in `config.stages` (default: all), skipping finished ones."""
+    parallel.initialize_distributed(config)
+    workdir = pathlib.Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    if jax.process_index() == 0:
+        (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
+    stages = tuple(config.get("stages", STAGES))
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown:
+        raise ValueError(f"config.stages: unknown stages {unknown}; known: {STAGES}")
+    for stage in stages:
+        done = stage_done(workdir, stage)
+        if done is not None:
+            logging.info("stage %s: already done (%s/DONE.json), skipping", stage, stage)
+            continue
+        logging.info("stage %s: starting", stage)
+        t0 = time.perf_counter()
+        if stage == "data":
+            summary = build_data(config, workdir)
+        elif stage in TRAIN_STAGES:
+            summary = train_stage(config, workdir, stage)
+        else:
+            summary = STAGE_RUNNERS[stage](config, workdir)
+        summary["seconds"] = round(time.perf_counter() - t0, 1)
+        mark_done(workdir, stage, summary)
+        logging.info("stage %s: done in %.1f s", stage, summary["seconds"])
+
+
+STAGE_RUNNERS: dict = {}

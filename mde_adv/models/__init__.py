@@ -1,0 +1,79 @@
+"""The networks N (`DepthNet`) and G (`SaliencyNet`), their builders from configs and helpers.
+
+Variable names mirror the PyTorch state_dict keys of the authors' checkpoints (spec §3) by one
+rule: split the key at '.', drop a leading 'module', and join every numeric component to the
+one before it with '_' (`module.E.layer1.0.downsample.0.weight` → E/layer1_0/downsample_0).
+Leaves: conv `kernel` (HWIO) and `bias`; BatchNorm params `scale`/`bias`, batch_stats
+`mean`/`var`.
+"""
+
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from mde_adv.models.depth_net import DepthNet
+from mde_adv.models.drn import DRN_LAYOUTS
+from mde_adv.models.layers import UpProjection, resize_bilinear_align_corners
+from mde_adv.models.resnet import RESNET_LAYOUTS
+from mde_adv.models.saliency_net import SaliencyNet
+
+__all__ = [
+    "DepthNet",
+    "SaliencyNet",
+    "UpProjection",
+    "count_params",
+    "depth_net",
+    "init_variables",
+    "resize_bilinear_align_corners",
+    "saliency_net",
+]
+
+COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def _model_kwargs(config: Mapping[str, Any], encoders: Mapping[str, Any], what: str) -> dict:
+    """encoder/width/dtype of a model config (width defaults to 1.0, dtype to 'float32')."""
+    if "encoder" not in config:
+        raise ValueError(f"{what} config is missing the key 'encoder'")
+    encoder = config["encoder"]
+    if encoder not in encoders:
+        raise ValueError(
+            f"{what} config: unknown encoder {encoder!r}; expected one of {list(encoders)}"
+        )
+    width = float(config["width"]) if "width" in config else 1.0
+    if not width > 0:
+        raise ValueError(f"{what} config: width must be positive, got {width}")
+    dtype_name = config["dtype"] if "dtype" in config else "float32"
+    if dtype_name not in COMPUTE_DTYPES:
+        raise ValueError(
+            f"{what} config: dtype must be one of {list(COMPUTE_DTYPES)}, got {dtype_name!r}"
+        )
+    return dict(encoder=encoder, width=width, dtype=COMPUTE_DTYPES[dtype_name])
+
+
+def depth_net(config: Mapping[str, Any], axis_name: str | None = None) -> DepthNet:
+    """N from a mapping/ConfigDict with `encoder` ('resnet18'|'resnet34'|'resnet50'), `width`
+    and `dtype` ('float32'|'bfloat16')."""
+    return DepthNet(**_model_kwargs(config, RESNET_LAYOUTS, "depth_net"), axis_name=axis_name)
+
+
+def saliency_net(config: Mapping[str, Any], axis_name: str | None = None) -> SaliencyNet:
+    """G from a mapping/ConfigDict with `encoder` ('drn_d_22'|'drn_d_38'|'drn_d_54'), `width`
+    and `dtype` ('float32'|'bfloat16')."""
+    return SaliencyNet(**_model_kwargs(config, DRN_LAYOUTS, "saliency_net"), axis_name=axis_name)
+
+
+def init_variables(
+    model: DepthNet | SaliencyNet, key: jax.Array, input_hw: tuple[int, int]
+) -> dict[str, Any]:
+    """{'params', 'batch_stats'} of `model`, initialised by a jitted init on zeros[1, H, W, 3]."""
+    height, width = input_hw
+    images = jnp.zeros((1, height, width, 3), jnp.float32)
+    return jax.jit(lambda k, x: model.init(k, x, train=False))(key, images)
+
+
+def count_params(params: Any) -> int:
+    """Number of scalars in a pytree of arrays (pass `variables['params']` for trainables)."""
+    return sum(int(leaf.size) for leaf in jax.tree_util.tree_leaves(params))

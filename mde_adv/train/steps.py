@@ -1,0 +1,202 @@
+"""One train-step body for the four tasks of spec §7, shared by the pmap and jit wrappers.
+
+Tasks:
+  depth         N:      l_dif(N(x), ȳ)
+  depth_adv     N_adv:  l_dif(N(x'), ȳ), x' = x or IFGSM(x; N) per example (Algorithm 1's sampler)
+  saliency      G:      l_dif(N(x⊗G(x)), target) + λ·mean G(x), target = stop_grad N(x) or ȳ
+  saliency_adv  G_adv:  l_dif(ȳ, N(x'⊗G(x'))) + λ·mean G(x'), x' as for depth_adv, against the
+                        frozen N (Algorithm 1, Eq. 5)
+N is frozen and in inference mode (running statistics) in the saliency tasks; the trained model
+uses batch statistics, synchronised over `axis_name` when the step runs under pmap.
+Per-example randomness comes from keys folded with (step, global example index), so a pmapped
+step and a single-device step on the same global batch draw the same ε, T and coin per example.
+"""
+
+import dataclasses
+from typing import Any
+
+import chex
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from mde_adv import attacks, losses
+
+TASKS = ("depth", "depth_adv", "saliency", "saliency_adv")
+SALIENCY_TARGETS = ("depth_net", "ground_truth")
+
+
+@flax.struct.dataclass
+class TrainState:
+    """Everything a task updates: the trained model's variables and the optimiser state."""
+
+    step: jax.Array  # int32 []
+    params: Any
+    batch_stats: Any
+    opt_state: optax.OptState
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskSpec:
+    """The static settings of one training task (hashable: closed over by the jitted step).
+
+    model: the trained network (N for depth tasks, G for saliency tasks), built with the
+      data axis name for synchronised BatchNorm when pmapped.
+    depth_model: N; for saliency tasks it is frozen and its variables are passed to the step.
+    sparsity_weight: λ of Eq. 4/5. saliency_target: "depth_net" (ICCV) or "ground_truth".
+    attack: the attack of Algorithm 1 (IFGSM, α = 1, ℓ1 loss, ε space) for adversarial tasks.
+    p_adversarial: probability that an example is replaced by its adversarial version.
+    """
+
+    task: str
+    model: nn.Module
+    depth_model: nn.Module
+    tx: optax.GradientTransformation
+    sparsity_weight: float = 0.0
+    saliency_target: str = "ground_truth"
+    attack: attacks.AttackConfig | None = None
+    p_adversarial: float = 0.5
+    eps_range: tuple[float, float] = (0.01, 0.3)
+    steps_range: tuple[int, int] = (1, 10)
+
+    def __post_init__(self):
+        if self.task not in TASKS:
+            raise ValueError(f"unknown task {self.task!r}; expected one of {TASKS}")
+        if self.saliency_target not in SALIENCY_TARGETS:
+            raise ValueError(
+                f"unknown saliency_target {self.saliency_target!r}; expected {SALIENCY_TARGETS}"
+            )
+        if self.task.endswith("_adv") and self.attack is None:
+            raise ValueError(f"task {self.task!r} needs an attack config")
+
+    @property
+    def adversarial(self) -> bool:
+        return self.task.endswith("_adv")
+
+    @property
+    def saliency(self) -> bool:
+        return self.task.startswith("saliency")
+
+
+def init_train_state(variables: dict, tx: optax.GradientTransformation) -> TrainState:
+    """A fresh TrainState at step 0 from model variables {'params', 'batch_stats'}."""
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=variables["params"],
+        batch_stats=variables.get("batch_stats", {}),
+        opt_state=tx.init(variables["params"]),
+    )
+
+
+def first_example_index(batch_size: int, axis_name: str | None) -> jax.Array:
+    """Global index of this device's first example within the global batch."""
+    if axis_name is None:
+        return jnp.zeros((), jnp.int32)
+    return jax.lax.axis_index(axis_name) * batch_size
+
+
+def adversarial_inputs(
+    spec: TaskSpec,
+    predict_fn,
+    x: jax.Array,
+    depth: jax.Array,
+    step_key: jax.Array,
+    first_index: jax.Array,
+) -> tuple[jax.Array, jax.Array]:
+    """Algorithm 1, lines 4–16, per example: x' = IFGSM(x; ε, T) if the coin says so, else x.
+
+    Returns x' [B,H,W,3] (normalised space) and the per-example adversarial flags [B].
+    """
+    keys = attacks.example_keys(step_key, x.shape[0], first_index)
+    split = jax.vmap(jax.random.split)(keys)
+    sample_keys, attack_keys = split[:, 0], split[:, 1]
+    is_adv, eps, steps = attacks.sample_algorithm1(
+        sample_keys,
+        p_adversarial=spec.p_adversarial,
+        eps_range=spec.eps_range,
+        steps_range=spec.steps_range,
+    )
+    x_star = attacks.attack_traced(
+        predict_fn, x, depth, eps=eps, steps=steps, keys=attack_keys, config=spec.attack
+    )
+    x_prime = jnp.where(is_adv[:, None, None, None], jax.lax.stop_gradient(x_star), x)
+    return x_prime, is_adv
+
+
+def _mean_over(tree, axis_name: str | None):
+    return tree if axis_name is None else jax.lax.pmean(tree, axis_name)
+
+
+def train_step(
+    spec: TaskSpec,
+    state: TrainState,
+    batch: dict,
+    frozen: dict | None,
+    key: jax.Array,
+    axis_name: str | None = None,
+) -> tuple[TrainState, dict]:
+    """One optimiser step on this device's shard of the global batch.
+
+    batch: {'image': f32[B,H,W,3] normalised, 'depth': f32[B,H/2,W/2,1] metres}.
+    frozen: N's variables for the saliency tasks (never updated), else None.
+    key: the run's base key; the step's randomness is fold_in(key, state.step).
+    axis_name: the data axis under pmap (gradients, losses and BN statistics are averaged
+      over it), or None for a single device or a jit with sharding.
+    Returns the new state and scalar metrics (averaged over the data axis).
+    """
+    x, depth = batch["image"], batch["depth"]
+    chex.assert_rank([x, depth], 4)
+    chex.assert_type([x, depth], jnp.float32)
+    first_index = first_example_index(x.shape[0], axis_name)
+    step_key = jax.random.fold_in(key, state.step)
+
+    def model_vars(params, batch_stats):
+        return {"params": params, "batch_stats": batch_stats}
+
+    metrics = {}
+    if spec.adversarial:
+        if spec.saliency:
+            attacked_vars = frozen
+        else:
+            attacked_vars = jax.lax.stop_gradient(model_vars(state.params, state.batch_stats))
+        predict = lambda z: spec.depth_model.apply(attacked_vars, z, train=False)
+        x, is_adv = adversarial_inputs(spec, predict, x, depth, step_key, first_index)
+        metrics["adversarial_fraction"] = jnp.mean(is_adv.astype(jnp.float32))
+
+    def loss_fn(params):
+        if spec.saliency:
+            mask, updates = spec.model.apply(
+                model_vars(params, state.batch_stats), x, train=True, mutable=["batch_stats"]
+            )
+            pred = spec.depth_model.apply(frozen, x * mask, train=False)
+            if spec.saliency_target == "depth_net":
+                target = jax.lax.stop_gradient(spec.depth_model.apply(frozen, x, train=False))
+            else:
+                target = depth
+            parts = losses.l_dif_terms(pred, target)
+            sparsity = losses.sparsity(mask)
+            loss = parts["l_dif"] + spec.sparsity_weight * sparsity
+            aux = {**parts, "sparsity": sparsity}
+        else:
+            pred, updates = spec.model.apply(
+                model_vars(params, state.batch_stats), x, train=True, mutable=["batch_stats"]
+            )
+            parts = losses.l_dif_terms(pred, depth)
+            loss = parts["l_dif"]
+            aux = dict(parts)
+        return loss, (updates["batch_stats"], aux)
+
+    (loss, (batch_stats, aux)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    grads = _mean_over(grads, axis_name)
+    batch_stats = _mean_over(batch_stats, axis_name)
+    updates, opt_state = spec.tx.update(grads, state.opt_state, state.params)
+    new_state = TrainState(
+        step=state.step + 1,
+        params=optax.apply_updates(state.params, updates),
+        batch_stats=batch_stats,
+        opt_state=opt_state,
+    )
+    metrics.update(aux, loss=loss)
+    return new_state, _mean_over(metrics, axis_name)

@@ -1,0 +1,212 @@
+"""The project's on-disk format for model variables: an Orbax checkpoint plus a JSON record.
+
+A checkpoint is a directory holding `variables/` (an Orbax checkpoint of the variables pytree,
+nested dicts of numpy arrays, e.g. {'params': ..., 'batch_stats': ...}) and `metadata.json`
+({"format": "mde_adv.variables", "format_version": 1, "metadata": {...}}). Writes go to a
+temporary sibling directory that is renamed into place only once complete, so an interrupted
+write never leaves something that loads as a finished checkpoint, and an existing checkpoint
+at the same path is replaced only after the new one is complete.
+"""
+
+import json
+import os
+import pathlib
+import shutil
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+FORMAT_NAME = "mde_adv.variables"
+FORMAT_VERSION = 1
+METADATA_FILE = "metadata.json"
+VARIABLES_DIR = "variables"
+
+PathLike = str | os.PathLike
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, corrupt, or does not match what the caller expects."""
+
+
+class VariablesMismatchError(ValueError):
+    """Variables differ from a template; lists every missing, unexpected and mismatched path."""
+
+    def __init__(self, missing: list[str], unexpected: list[str], mismatched: list[str]):
+        self.missing, self.unexpected, self.mismatched = missing, unexpected, mismatched
+        lines = ["variables do not match the template:"]
+        for title, entries in (
+            ("missing", missing),
+            ("unexpected", unexpected),
+            ("shape/dtype mismatch", mismatched),
+        ):
+            if entries:
+                lines.append(f"  {title} ({len(entries)}):")
+                lines.extend(f"    {entry}" for entry in entries)
+        super().__init__("\n".join(lines))
+
+
+def flatten_variables(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested mappings -> {'params/E/conv1/kernel': leaf}; anything not a Mapping is a leaf."""
+    if not isinstance(tree, Mapping):
+        return {prefix: tree}
+    flat = {}
+    for key, value in tree.items():
+        if not isinstance(key, str):
+            raise ValueError(f"variables key {key!r} under '{prefix or '/'}' is not a string")
+        flat.update(flatten_variables(value, f"{prefix}/{key}" if prefix else key))
+    return flat
+
+
+def _describe(leaf: Any) -> str:
+    return f"{tuple(np.shape(leaf))} {np.dtype(leaf.dtype).name}"
+
+
+def check_variables_match(variables: Any, template: Any) -> None:
+    """Raises VariablesMismatchError listing every path of `variables` that is missing from,
+    unexpected in, or of another shape or dtype than in `template` (arrays or
+    jax.ShapeDtypeStruct leaves)."""
+    actual, expected = flatten_variables(variables), flatten_variables(template)
+    missing = sorted(set(expected) - set(actual))
+    unexpected = sorted(set(actual) - set(expected))
+    mismatched = [
+        f"{path}: {_describe(actual[path])}, expected {_describe(expected[path])}"
+        for path in sorted(set(actual) & set(expected))
+        if np.shape(actual[path]) != tuple(expected[path].shape)
+        or np.dtype(actual[path].dtype) != np.dtype(expected[path].dtype)
+    ]
+    if missing or unexpected or mismatched:
+        raise VariablesMismatchError(missing, unexpected, mismatched)
+
+
+def _numpy_tree(tree: Any, prefix: str = "") -> Any:
+    """A copy of nested mappings of arrays as plain dicts of host numpy arrays."""
+    if isinstance(tree, Mapping):
+        copy = {}
+        for key, value in tree.items():
+            if not isinstance(key, str):
+                raise ValueError(f"variables key {key!r} under '{prefix or '/'}' is not a string")
+            copy[key] = _numpy_tree(value, f"{prefix}/{key}" if prefix else key)
+        return copy
+    if not hasattr(tree, "shape") or not hasattr(tree, "dtype"):
+        raise ValueError(f"variables leaf '{prefix}' is a {type(tree).__name__}, not an array")
+    return np.asarray(jax.device_get(tree))
+
+
+def _metadata_json(metadata: Mapping[str, Any]) -> str:
+    if not isinstance(metadata, Mapping):
+        raise ValueError(f"metadata must be a dict, got {type(metadata).__name__}")
+    for field, value in metadata.items():
+        try:
+            json.dumps({field: value}, allow_nan=False)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"metadata field {field!r} is not JSON-serialisable: {err}") from err
+    record = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "metadata": dict(metadata)}
+    return json.dumps(record, indent=2, sort_keys=True)
+
+
+def _read_record(path: pathlib.Path) -> dict[str, Any]:
+    """The parsed metadata.json of checkpoint `path`; CheckpointError when absent or invalid."""
+    if not path.exists():
+        raise CheckpointError(f"no checkpoint at {path}")
+    record_file = path / METADATA_FILE
+    if not record_file.is_file():
+        raise CheckpointError(f"{path} is not an mde_adv variables checkpoint: no {METADATA_FILE}")
+    try:
+        record = json.loads(record_file.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{record_file} is corrupt: {err}") from err
+    if not isinstance(record, dict) or record.get("format") != FORMAT_NAME:
+        raise CheckpointError(f"{record_file}: 'format' is not {FORMAT_NAME!r}")
+    if record.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{record_file}: format_version {record.get('format_version')!r} is not supported "
+            f"(this code reads version {FORMAT_VERSION})"
+        )
+    if not isinstance(record.get("metadata"), dict):
+        raise CheckpointError(f"{record_file}: 'metadata' is missing or not an object")
+    return record
+
+
+def _check_replaceable(path: pathlib.Path) -> None:
+    """Only an absent path, an empty directory or a checkpoint of this format may be replaced."""
+    if not path.exists() or (path.is_dir() and not any(path.iterdir())):
+        return
+    try:
+        _read_record(path)
+    except CheckpointError as err:
+        raise CheckpointError(f"refusing to overwrite {path}: {err}") from err
+
+
+def _fsync(path: pathlib.Path) -> None:
+    """Flushes a file's or a directory's entries to disk."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _write_checkpoint(directory: pathlib.Path, variables: dict, record_json: str) -> None:
+    """Orbax variables first, metadata.json last: without the record nothing loads."""
+    directory.mkdir(parents=True)
+    with ocp.StandardCheckpointer() as checkpointer:
+        checkpointer.save(directory / VARIABLES_DIR, variables)
+        checkpointer.wait_until_finished()
+    (directory / METADATA_FILE).write_text(record_json)
+    _fsync(directory / METADATA_FILE)
+    _fsync(directory)
+
+
+def save_variables(path: PathLike, variables: Any, *, metadata: Mapping[str, Any]) -> pathlib.Path:
+    """Writes `variables` (nested dicts of arrays) and the JSON-serialisable `metadata` (model
+    kind, encoder, width, source files, ...) as a checkpoint directory at `path`, atomically;
+    replaces an existing checkpoint there only once the new one is complete. Returns the
+    absolute path."""
+    path = pathlib.Path(path).absolute()
+    arrays = _numpy_tree(variables)
+    record_json = _metadata_json(metadata)
+    _check_replaceable(path)
+    staging = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex}")
+    retired = path.with_name(f".{path.name}.replaced-{uuid.uuid4().hex}")
+    try:
+        _write_checkpoint(staging, arrays, record_json)
+        if path.exists():
+            path.rename(retired)
+        try:
+            staging.rename(path)
+        except BaseException:
+            if retired.exists():
+                retired.rename(path)
+            raise
+        _fsync(path.parent)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    shutil.rmtree(retired, ignore_errors=True)
+    return path
+
+
+def load_variables(path: PathLike, template: Any = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Reads a checkpoint written by save_variables -> (variables as nested dicts of numpy
+    arrays, metadata). With `template` (arrays or jax.ShapeDtypeStruct leaves), also checks
+    the tree structure, shapes and dtypes against it. Raises CheckpointError naming the path
+    and, on a mismatch, every offending key."""
+    path = pathlib.Path(path).absolute()
+    record = _read_record(path)
+    if not (path / VARIABLES_DIR).is_dir():
+        raise CheckpointError(f"{path} is incomplete: no {VARIABLES_DIR}/ directory")
+    try:
+        with ocp.StandardCheckpointer() as checkpointer:
+            restored = checkpointer.restore(path / VARIABLES_DIR)
+    except Exception as err:  # Orbax/TensorStore raise many types; name the path for all
+        raise CheckpointError(f"{path}: cannot read {VARIABLES_DIR}/: {err}") from err
+    variables = _numpy_tree(restored)
+    if template is not None:
+        try:
+            check_variables_match(variables, template)
+        except VariablesMismatchError as err:
+            raise CheckpointError(f"{path}: {err}") from err
+    return variables, record["metadata"]

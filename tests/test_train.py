@@ -1,0 +1,195 @@
+"""Training: pmap = single device = jit/sharding, resume, preemption, frozen N, errors."""
+
+import functools
+import os
+import re
+import signal
+
+import jax
+import numpy as np
+import pytest
+import train_setup as ts
+
+from mde_adv.train import checkpoints, loop, parallel, steps
+
+GLOBAL_BATCH = 4
+
+
+def equality_config(mode: str):
+    """The real optimiser with adam_eps = 1, so an update is ≈ lr·gradient: Adam's
+    g/(|g| + 1e-8) would turn rounding noise in near-zero gradients into O(lr) differences."""
+    config = ts.tiny_config(mode, GLOBAL_BATCH)
+    for task in config.train:
+        config.train[task].adam_eps = 1.0
+        config.train[task].learning_rate = 0.05
+    return config
+
+
+def _single_device_run(config, task, variables, frozen, n_steps):
+    """The step body jitted on one device over the whole global batch (no axis name)."""
+    spec = loop.task_spec(config, task, steps_per_epoch=10)
+    spec = steps.TaskSpec(**{**spec.__dict__, "model": spec.model.clone(axis_name=None)})
+    step = jax.jit(functools.partial(steps.train_step, spec, axis_name=None))
+    state = steps.init_train_state(variables, spec.tx)
+    key = jax.random.fold_in(jax.random.key(config.seed), steps.TASKS.index(task))
+    batches = ts.batches_from(1, GLOBAL_BATCH)(0)
+    for _ in range(n_steps):
+        state, metrics = step(state, next(batches), frozen, key)
+    return jax.device_get(state), jax.device_get(metrics)
+
+
+def _wrapped_run(config, task, variables, frozen, n_steps):
+    mode = config.parallel.mode
+    spec = loop.task_spec(config, task, steps_per_epoch=10)
+    step = parallel.make_step(spec, mode)
+    state = parallel.replicate(steps.init_train_state(variables, spec.tx), mode)
+    frozen = parallel.replicate(frozen, mode) if frozen is not None else None
+    key = jax.random.fold_in(jax.random.key(config.seed), steps.TASKS.index(task))
+    batches = ts.batches_from(1, GLOBAL_BATCH)(0)
+    for _ in range(n_steps):
+        state, metrics = step(state, parallel.shard_batch(next(batches), mode), frozen, key)
+    return parallel.unreplicate(state, mode), parallel.host_metrics(metrics, mode)
+
+
+def _global_norm(tree) -> float:
+    return float(np.sqrt(sum(np.sum(np.square(leaf)) for leaf in jax.tree.leaves(tree))))
+
+
+def _assert_same_update(a, b, initial, rel=2e-3):
+    """a and b moved `initial` the same way: ‖a − b‖ ≤ rel · ‖a − initial‖ (global norms).
+
+    A norm over all leaves, not a per-element tolerance: in these tiny networks a few BN
+    biases feeding another BN have near-cancelling gradients that change by up to ~10% when
+    the batch is merely permuted on ONE device (rounding), but they carry little of the
+    update; a parallelism bug (a missing average, unsynchronised BatchNorm, other
+    per-example keys) changes the whole update by O(1).
+    """
+    assert int(a.step) == int(b.step)
+    for name in ("params", "batch_stats"):
+        moved = _global_norm(jax.tree.map(np.subtract, getattr(a, name), initial[name]))
+        diff = _global_norm(jax.tree.map(np.subtract, getattr(a, name), getattr(b, name)))
+        assert moved > 0, f"{name} did not move: the comparison would be vacuous"
+        assert diff <= rel * moved, f"{name}: ‖difference‖ {diff:.3g} vs ‖update‖ {moved:.3g}"
+        print(f"{name}: ‖difference‖/‖update‖ = {diff / moved:.2e}")
+
+
+@pytest.fixture(scope="module")
+def depth_vars():
+    return ts.initial_variables(ts.tiny_config(), "depth", seed=0)
+
+
+@pytest.fixture(scope="module")
+def saliency_vars():
+    return ts.initial_variables(ts.tiny_config(), "saliency", seed=1)
+
+
+@pytest.mark.parametrize("task", ["depth", "saliency_adv"])
+def test_pmap_step_equals_single_device_step(task, depth_vars, saliency_vars):
+    config = equality_config("pmap")
+    variables, frozen = (
+        (depth_vars, None) if task == "depth" else (saliency_vars, depth_vars)
+    )
+    single, m_single = _single_device_run(config, task, variables, frozen, n_steps=1)
+    pmapped, m_pmap = _wrapped_run(config, task, variables, frozen, n_steps=1)
+    _assert_same_update(single, pmapped, variables)
+    np.testing.assert_allclose(float(m_single["loss"]), m_pmap["loss"], rtol=1e-4)
+
+
+def test_jit_sharding_step_equals_pmap_step(depth_vars):
+    pmapped, m_pmap = _wrapped_run(equality_config("pmap"), "depth_adv", depth_vars, None, 1)
+    jitted, m_jit = _wrapped_run(equality_config("jit"), "depth_adv", depth_vars, None, 1)
+    _assert_same_update(pmapped, jitted, depth_vars)
+    assert m_pmap["adversarial_fraction"] == pytest.approx(m_jit["adversarial_fraction"])
+
+
+def test_depth_net_is_bit_identical_after_training_saliency(tmp_path, depth_vars, saliency_vars):
+    before = jax.tree.map(np.copy, depth_vars)
+    for task in ("saliency", "saliency_adv"):
+        config = ts.tiny_config("pmap", GLOBAL_BATCH)
+        trained = loop.train_task(
+            config, task, tmp_path / task, ts.batches_from(2, GLOBAL_BATCH),
+            steps_per_epoch=10, variables=saliency_vars, frozen=depth_vars,
+        )
+        assert jax.tree.structure(trained["params"]) == jax.tree.structure(
+            saliency_vars["params"]
+        )
+    jax.tree.map(np.testing.assert_array_equal, before, depth_vars)
+
+
+def test_adversarial_fraction_over_steps_is_about_half(depth_vars):
+    config = ts.tiny_config("pmap", GLOBAL_BATCH)
+    config.train.depth_adv.learning_rate = 0.0
+    spec = loop.task_spec(config, "depth_adv", steps_per_epoch=10)
+    step = parallel.make_step(spec, "pmap")
+    state = parallel.replicate(steps.init_train_state(depth_vars, spec.tx), "pmap")
+    batches = ts.batches_from(3, GLOBAL_BATCH)(0)
+    fractions = []
+    for _ in range(12):
+        state, m = step(state, parallel.shard_batch(next(batches), "pmap"), None, jax.random.key(5))
+        fractions.append(parallel.host_metrics(m, "pmap")["adversarial_fraction"])
+    assert 0.25 <= np.mean(fractions) <= 0.75, fractions
+    assert len(set(fractions)) > 1, "the coin must be redrawn every step"
+
+
+def _train(tmp_path, make_batches, num_steps=4, width=0.125):
+    config = ts.tiny_config("pmap", GLOBAL_BATCH)
+    config.train.depth.num_steps = num_steps
+    config.train.depth.checkpoint_every = 2
+    config.depth_net.width = width
+    variables = ts.initial_variables(config, "depth", seed=0)
+    return loop.train_task(
+        config, "depth", tmp_path, make_batches, steps_per_epoch=10, variables=variables
+    )
+
+
+def _interrupting(make_batches, at_step, action):
+    def make(start):
+        for i, batch in enumerate(make_batches(start)):
+            if start + i == at_step:
+                action()
+            yield batch
+
+    return make
+
+
+def test_resume_equals_uninterrupted_run(tmp_path):
+    reference = _train(tmp_path / "ref", ts.batches_from(4, GLOBAL_BATCH))
+
+    def crash():
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _train(tmp_path / "run", _interrupting(ts.batches_from(4, GLOBAL_BATCH), 3, crash))
+    resumed = _train(tmp_path / "run", ts.batches_from(4, GLOBAL_BATCH))
+    jax.tree.map(np.testing.assert_array_equal, reference, resumed)
+
+
+def test_sigterm_saves_and_resumes(tmp_path):
+    reference = _train(tmp_path / "ref", ts.batches_from(6, GLOBAL_BATCH), num_steps=3)
+    terminate = lambda: os.kill(os.getpid(), signal.SIGTERM)
+    with pytest.raises(loop.Preempted):
+        _train(
+            tmp_path / "run",
+            _interrupting(ts.batches_from(6, GLOBAL_BATCH), 0, terminate),
+            num_steps=3,
+        )
+    mgr = checkpoints.manager(tmp_path / "run" / "checkpoints", save_every_steps=2)
+    assert mgr.latest_step() == 1, "the step in flight is saved before exiting"
+    resumed = _train(tmp_path / "run", ts.batches_from(6, GLOBAL_BATCH), num_steps=3)
+    jax.tree.map(np.testing.assert_array_equal, reference, resumed)
+
+
+def test_incompatible_checkpoint_is_a_clear_error(tmp_path):
+    _train(tmp_path, ts.batches_from(7, GLOBAL_BATCH), num_steps=2)
+    with pytest.raises(checkpoints.CheckpointError, match=r"other settings.*width"):
+        _train(tmp_path, ts.batches_from(7, GLOBAL_BATCH), num_steps=2, width=0.25)
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
+    _train(tmp_path, ts.batches_from(8, GLOBAL_BATCH), num_steps=2)
+    step_dir = tmp_path / "checkpoints" / "2"
+    for f in (step_dir / "state").rglob("*"):
+        if f.is_file() and f.stat().st_size > 0:
+            f.write_bytes(b"\x00garbage")
+    with pytest.raises(checkpoints.CheckpointError, match=re.escape(str(step_dir))):
+        _train(tmp_path, ts.batches_from(8, GLOBAL_BATCH), num_steps=4)

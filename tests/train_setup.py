@@ -1,0 +1,68 @@
+"""Tiny settings of the real networks and synthetic batches for the training tests."""
+
+import jax
+import ml_collections
+import numpy as np
+
+from mde_adv import models
+
+INPUT_HW = (32, 40)
+
+
+def tiny_config(mode: str = "pmap", batch_size: int = 4) -> ml_collections.ConfigDict:
+    optim = dict(
+        learning_rate=1e-3, weight_decay=1e-4, adam_b1=0.9, adam_b2=0.999, adam_eps=1e-8,
+        lr_decay_factor=0.1, lr_decay_every_epochs=0, epochs=1, num_steps=2,
+        batch_size=batch_size, log_every=1, checkpoint_every=1,
+    )
+    return ml_collections.ConfigDict(
+        dict(
+            seed=0,
+            depth_net=dict(encoder="resnet18", width=0.125, dtype="float32"),
+            saliency_net=dict(encoder="drn_d_22", width=0.125, dtype="float32"),
+            parallel=dict(mode=mode),
+            train_attack=dict(
+                method="ifgsm", norm="linf", loss="l1", space="normalised", alpha=1.0,
+                t_max=3, p_adversarial=0.5, eps_range=(0.01, 0.3), steps_range=(1, 3),
+            ),
+            train=dict(
+                depth=dict(optim),
+                depth_adv=dict(optim),
+                saliency=dict(optim, sparsity_weight=5.0, saliency_target="depth_net"),
+                saliency_adv=dict(optim, sparsity_weight=1.0, saliency_target="ground_truth"),
+            ),
+        )
+    )
+
+
+def synthetic_batch(seed: int, batch_size: int, hw=INPUT_HW) -> dict:
+    """Normalised images and positive depth maps in metres at half resolution."""
+    rng = np.random.default_rng(seed)
+    image = rng.normal(size=(batch_size, *hw, 3)).astype(np.float32)
+    h, w = hw[0] // 2, hw[1] // 2
+    ramp = np.linspace(1.0, 6.0, h, dtype=np.float32)[None, :, None, None]
+    depth = ramp + 0.5 * np.abs(image[:, ::2, ::2, :1])
+    return {"image": image, "depth": np.broadcast_to(depth, (batch_size, h, w, 1)).copy()}
+
+
+def batches_from(seed: int, batch_size: int, process_index: int = 0, process_count: int = 1):
+    """A batch factory: make(step) yields this process's shard of global batch `step`, ..."""
+
+    def make(start: int):
+        step = start
+        while True:
+            batch = synthetic_batch(seed * 100_003 + step, batch_size)
+            per = batch_size // process_count
+            yield {k: v[process_index * per : (process_index + 1) * per] for k, v in batch.items()}
+            step += 1
+
+    return make
+
+
+def initial_variables(config, which: str, seed: int = 0) -> dict:
+    model = (
+        models.depth_net(config.depth_net)
+        if which == "depth"
+        else models.saliency_net(config.saliency_net)
+    )
+    return jax.device_get(models.init_variables(model, jax.random.key(seed), INPUT_HW))

@@ -114,7 +114,10 @@ def run(
         batch_sharding, replicated = _shardings(local)
         if placed_for != local:
             fns = network_functions(
-                {name: (model, jax.device_put(v, replicated)) for name, (model, v) in networks.items()}
+                {
+                    name: (model, jax.device_put(v, replicated))
+                    for name, (model, v) in networks.items()
+                }
             )
             placed_for = local
         x = jax.device_put(np.asarray(batch["image"], np.float32), batch_sharding)
@@ -130,7 +133,9 @@ def run(
             for (setting, method), named in group_values.items():
                 row_key = (group.table, setting, method)
                 meta[row_key] = dict(
-                    attack=group.config.method, target=group.target, eps=eps_of[setting],
+                    attack=group.config.method,
+                    target=group.target,
+                    eps=eps_of[setting],
                     steps=group.steps,
                 )
                 for name, array in named.items():

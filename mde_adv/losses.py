@@ -15,13 +15,14 @@ from collections.abc import Callable
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from mde_adv.models import resize_bilinear_align_corners
 
 AttackLoss = Callable[..., jax.Array]
 
-SOBEL_X = jnp.array([[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]], jnp.float32)
-SOBEL_Y = jnp.array([[1.0, 2.0, 1.0], [0.0, 0.0, 0.0], [-1.0, -2.0, -1.0]], jnp.float32)
+SOBEL_X = np.array([[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]], np.float32)
+SOBEL_Y = np.array([[1.0, 2.0, 1.0], [0.0, 0.0, 0.0], [-1.0, -2.0, -1.0]], np.float32)
 
 # Below this depth (metres) `safe_log10` continues log10 along its tangent line.
 LOG10_FLOOR_M = 1e-3
@@ -35,7 +36,7 @@ def sobel(depth: jax.Array) -> tuple[jax.Array, jax.Array]:
     """
     chex.assert_rank(depth, 4)
     chex.assert_axis_dimension(depth, 3, 1)
-    kernel = jnp.stack([SOBEL_X, SOBEL_Y], axis=-1)[:, :, None, :].astype(depth.dtype)
+    kernel = jnp.asarray(np.stack([SOBEL_X, SOBEL_Y], axis=-1)[:, :, None, :], depth.dtype)
     grads = jax.lax.conv_general_dilated(
         depth, kernel, (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC")
     )

@@ -2,6 +2,7 @@
 
 import os
 import pathlib
+import tempfile
 
 # Two virtual CPU devices so that every run exercises the multi-device code paths.
 # This must happen before the first `import jax` anywhere in the test session.

@@ -50,3 +50,15 @@ def test_two_processes_equal_one_process_with_two_devices(tmp_path):
     for name, value in flat.items():
         np.testing.assert_allclose(multi[name], value, rtol=1e-4, atol=1e-5, err_msg=name)
     assert (tmp_path / "multi" / "checkpoints").is_dir()
+
+
+def test_importing_the_library_leaves_jax_uninitialised():
+    """jax.distributed.initialize must come before any backend use: importing must not."""
+    code = (
+        "import jax\n"
+        "from jax._src import xla_bridge\n"
+        "import mde_adv.experiment, mde_adv.attacks, mde_adv.evaluate, mde_adv.report\n"
+        "assert not xla_bridge.backends_are_initialized()\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]

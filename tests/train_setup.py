@@ -65,4 +65,5 @@ def initial_variables(config, which: str, seed: int = 0) -> dict:
         if which == "depth"
         else models.saliency_net(config.saliency_net)
     )
-    return jax.device_get(models.init_variables(model, jax.random.key(seed), INPUT_HW))
+    key = jax.random.key(seed, impl="rbg")  # compiles ~4x faster than threefry on CPU
+    return jax.device_get(models.init_variables(model, key, INPUT_HW))

@@ -236,7 +236,9 @@ def figure_arrays(
     arrays = {
         "image": np.clip(np.asarray(denormalize(x)), 0, 1),
         "adversarial": np.clip(np.asarray(denormalize(x_adv)), 0, 1),
-        "perturbation": np.asarray(delta * IMAGENET_STD if group.config.space == "pixel" else delta),
+        "perturbation": np.asarray(
+            delta * IMAGENET_STD if group.config.space == "pixel" else delta
+        ),
         "ground_truth": np.asarray(y),
         "depth:N(x)": np.asarray(_call(fns["N"], x)),
     }

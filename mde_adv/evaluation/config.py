@@ -144,8 +144,9 @@ def check_eval_config(config: ml_collections.ConfigDict) -> None:
         _fail("batch_size", f"must be >= 1, got {config.batch_size!r}")
     for table in config.tables:
         section = config[table]
-        attack_names = _as_list(section.get("attacks", section.get("attack")))
-        _check_choices(f"{table}.attack", attack_names, attacks.METHODS)
+        attack_field = "attacks" if "attacks" in section else "attack"
+        attack_names = _as_list(section[attack_field])
+        _check_choices(f"{table}.{attack_field}", attack_names, attacks.METHODS)
         _check_eps(f"{table}.eps", _as_list(section.eps))
         for attack in attack_names:
             _check_steps(f"{table}.steps", _as_list(section.get("steps", 1)), attack)
@@ -162,6 +163,9 @@ def check_eval_config(config: ml_collections.ConfigDict) -> None:
         regions = config.salient_regions
         _check_choices("salient_regions.saliency_net", [regions.saliency_net], SALIENCY_NETS)
         if not 0.0 < float(regions.salient_fraction) < 1.0:
-            _fail("salient_regions.salient_fraction", f"must be in (0, 1), got {regions.salient_fraction}")
+            _fail(
+                "salient_regions.salient_fraction",
+                f"must be in (0, 1), got {regions.salient_fraction}",
+            )
     if "fig6_7" in config.tables and int(config.fig6_7.images) < 1:
         _fail("fig6_7.images", f"must be >= 1, got {config.fig6_7.images!r}")

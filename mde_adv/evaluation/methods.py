@@ -41,7 +41,9 @@ class Method:
 
     @property
     def networks(self) -> tuple[str, ...]:
-        return (self.depth_net,) if self.saliency_net is None else (self.depth_net, self.saliency_net)
+        return (
+            (self.depth_net,) if self.saliency_net is None else (self.depth_net, self.saliency_net)
+        )
 
 
 def _all_methods() -> dict[str, Method]:
@@ -85,7 +87,9 @@ NetworkFns = Mapping[str, Partial]
 def network_functions(networks: Networks) -> dict[str, Partial]:
     """{name: x ↦ network(x)} in inference mode, each a `Partial` over its variables, so jitted
     code taking them recompiles only for new models, never for new variables."""
-    return {name: Partial(_Inference(model), variables) for name, (model, variables) in networks.items()}
+    return {
+        name: Partial(_Inference(model), variables) for name, (model, variables) in networks.items()
+    }
 
 
 def _self_masked_depth(depth_fn: Partial, saliency_fn: Partial, z: jax.Array) -> jax.Array:

@@ -87,8 +87,17 @@ def _eps_group(table, section, eval_config, methods, **kwargs) -> AttackGroup:
 
 
 def _single(
-    table, setting, section, eval_config, methods, *, attack=None, steps=None, t_max=None,
-    overrides=None, **group_fields,
+    table,
+    setting,
+    section,
+    eval_config,
+    methods,
+    *,
+    attack=None,
+    steps=None,
+    t_max=None,
+    overrides=None,
+    **group_fields,
 ) -> AttackGroup:
     """A group of the one ε section.eps, labelled `setting`."""
     attack = attack or section.attack
@@ -130,7 +139,9 @@ def _table_groups(table: str, eval_config) -> list[AttackGroup]:
         for target in section.targets:
             pipeline = ATTACK_TARGETS[target]
             groups.append(
-                _eps_group(table, section, eval_config, (pipeline,), target=target, adversarial="x**")
+                _eps_group(
+                    table, section, eval_config, (pipeline,), target=target, adversarial="x**"
+                )
             )
         return groups
     if table == "attack_variants":
@@ -158,7 +169,9 @@ def _table_groups(table: str, eval_config) -> list[AttackGroup]:
             for region in REGIONS
         ]
     if table == "targeted":
-        overrides = dict(targeted=True, target="clean_prediction", target_scale=float(section.scale))
+        overrides = dict(
+            targeted=True, target="clean_prediction", target_scale=float(section.scale)
+        )
         setting = f"target={float(section.scale):g}×N(x)"
         return [
             _single(
@@ -218,5 +231,7 @@ def figure_group(
     if "fig6_7" not in eval_config.tables:
         return None
     section = eval_config.fig6_7
-    group = _single("fig6_7", eps_label(section.eps), section, eval_config, _methods(FIGURE_METHODS))
+    group = _single(
+        "fig6_7", eps_label(section.eps), section, eval_config, _methods(FIGURE_METHODS)
+    )
     return _keep_available(group, available)

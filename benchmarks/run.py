@@ -25,7 +25,8 @@ from mde_adv.train import loop, parallel, steps
 
 SETTINGS = {
     "paper": dict(
-        depth_net=dict(encoder="resnet50", width=1.0), saliency_net=dict(encoder="drn_d_22", width=1.0),
+        depth_net=dict(encoder="resnet50", width=1.0),
+        saliency_net=dict(encoder="drn_d_22", width=1.0),
         input_hw=(228, 304),
     ),
     "default": dict(
@@ -72,8 +73,16 @@ def bench_forward(setting, batch, dtype, repeats):
     for name, model, variables in (("N forward", n, nv), ("G forward", g, gv)):
         fn = jax.jit(lambda v, x, m=model: m.apply(v, x, train=False))
         first, med = _time(lambda fn=fn, v=variables: fn(v, x), repeats)
-        rows.append(dict(what=name, batch=batch, dtype=dtype, seconds=med,
-                         images_per_s=batch / med, compile_s=first - med))
+        rows.append(
+            dict(
+                what=name,
+                batch=batch,
+                dtype=dtype,
+                seconds=med,
+                images_per_s=batch / med,
+                compile_s=first - med,
+            )
+        )
     return rows
 
 
@@ -88,8 +97,16 @@ def bench_attack(setting, batch, dtype, repeats):
     ):
         fn = lambda c=config, s=steps_: attacks.attack(predict, x, y, eps=0.1, steps=s, config=c)
         first, med = _time(fn, repeats)
-        rows.append(dict(what=name, batch=batch, dtype=dtype, seconds=med,
-                         images_per_s=batch / med, compile_s=first - med))
+        rows.append(
+            dict(
+                what=name,
+                batch=batch,
+                dtype=dtype,
+                seconds=med,
+                images_per_s=batch / med,
+                compile_s=first - med,
+            )
+        )
     return rows
 
 
@@ -107,12 +124,14 @@ def _train_config(setting, batch, dtype) -> ml_collections.ConfigDict:
 
 def bench_train(setting, batch, dtype, repeats):
     config = _train_config(setting, batch, dtype)
-    n, nv, g, gv = _networks(setting, dtype)
+    _, nv, _, gv = _networks(setting, dtype)
     x, y = _batch(batch, setting["input_hw"])
     data = parallel.shard_batch({"image": np.asarray(x), "depth": np.asarray(y)}, "jit")
     rows = []
     for task, variables, frozen in (
-        ("depth", nv, None), ("saliency", gv, nv), ("saliency_adv", gv, nv)
+        ("depth", nv, None),
+        ("saliency", gv, nv),
+        ("saliency_adv", gv, nv),
     ):
         spec = loop.task_spec(config, task, steps_per_epoch=100)
         step = parallel.make_step(spec, "jit")
@@ -126,14 +145,26 @@ def bench_train(setting, batch, dtype, repeats):
             return metrics
 
         first, med = _time(run, repeats)
-        rows.append(dict(what=f"train step {task}", batch=batch, dtype=dtype, seconds=med,
-                         images_per_s=batch / med, compile_s=first - med))
+        rows.append(
+            dict(
+                what=f"train step {task}",
+                batch=batch,
+                dtype=dtype,
+                seconds=med,
+                images_per_s=batch / med,
+                compile_s=first - med,
+            )
+        )
     return rows
 
 
 def to_markdown(rows: list[dict], header: str) -> str:
-    lines = [header, "", "| what | batch | dtype | s/call | images/s | compile s |",
-             "|---|---:|---|---:|---:|---:|"]
+    lines = [
+        header,
+        "",
+        "| what | batch | dtype | s/call | images/s | compile s |",
+        "|---|---:|---|---:|---:|---:|",
+    ]
     for r in rows:
         lines.append(
             f"| {r['what']} | {r['batch']} | {r['dtype']} | {r['seconds']:.3f} | "

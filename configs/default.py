@@ -8,9 +8,18 @@ short schedules at a higher learning rate. Override any field on the command lin
 
 import ml_collections
 
+from mde_adv import evaluate
+
 STAGES = (
-    "data", "train_depth", "train_saliency", "train_saliency_adv", "train_depth_adv",
-    "evaluate", "report",
+    "data",
+    "train_depth",
+    "train_saliency",
+    "train_saliency_adv",
+    "train_depth_adv",
+    "train_saliency_adv_drn_d_38",
+    "train_saliency_adv_drn_d_54",
+    "evaluate",
+    "report",
 )
 
 
@@ -18,9 +27,18 @@ def optimiser(**overrides) -> dict:
     """Spec §7: Adam (0.9, 0.999), lr 1e-4, coupled L2 weight decay 1e-4."""
     return dict(
         dict(
-            learning_rate=1e-4, weight_decay=1e-4, adam_b1=0.9, adam_b2=0.999, adam_eps=1e-8,
-            lr_decay_factor=0.1, lr_decay_every_epochs=0, epochs=1.0, num_steps=0,
-            batch_size=8, log_every=10, checkpoint_every=100,
+            learning_rate=1e-4,
+            weight_decay=1e-4,
+            adam_b1=0.9,
+            adam_b2=0.999,
+            adam_eps=1e-8,
+            lr_decay_factor=0.1,
+            lr_decay_every_epochs=0,
+            epochs=1.0,
+            num_steps=0,
+            batch_size=8,
+            log_every=10,
+            checkpoint_every=100,
         ),
         **overrides,
     )
@@ -53,8 +71,15 @@ def get_config() -> ml_collections.ConfigDict:
     # Algorithm 1's attack for N_adv and G_adv: IFGSM, α = 1, ℓ1 loss, ε ~ U(0.01, 0.3),
     # T ~ U{1..10}, half of the examples adversarial.
     c.train_attack = dict(
-        method="ifgsm", norm="linf", loss="l1", space="normalised", alpha=1.0, t_max=10,
-        p_adversarial=0.5, eps_range=(0.01, 0.3), steps_range=(1, 10),
+        method="ifgsm",
+        norm="linf",
+        loss="l1",
+        space="normalised",
+        alpha=1.0,
+        t_max=10,
+        p_adversarial=0.5,
+        eps_range=(0.01, 0.3),
+        steps_range=(1, 10),
     )
     c.train = dict(
         depth=optimiser(learning_rate=1e-3, epochs=6.0),
@@ -66,6 +91,13 @@ def get_config() -> ml_collections.ConfigDict:
         ),
         depth_adv=optimiser(learning_rate=1e-3, epochs=6.0),
     )
-    c.init = dict(N="", G="", G_adv="", N_adv="")  # variables_io checkpoints to start from
-    c.networks = dict(N="", G="", G_adv="", N_adv="")  # given networks: their stage is skipped
+    names = ("N", "G", "G_adv", "N_adv", "G_adv_drn_d_38", "G_adv_drn_d_54")
+    c.init = {n: "" for n in names}  # variables_io checkpoints a network starts from
+    c.networks = {n: "" for n in names}  # given networks: their training stage is skipped
+    # The paper's evaluation (mde_adv/evaluation/config.py), shrunk for the CPU: 48 test
+    # images, Fig. 5 at T ∈ {1, 2, 5, 10}.
+    c.eval = evaluate.default_eval_config()
+    c.eval.max_images = 48
+    c.eval.batch_size = 8
+    c.eval.fig5.steps = [1, 2, 5, 10]
     return c

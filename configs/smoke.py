@@ -19,4 +19,22 @@ def get_config():
         c.train[task].batch_size = 4
         c.train[task].log_every = 2
         c.train[task].checkpoint_every = 2
+    c.eval.max_images = 4
+    c.eval.batch_size = 4
+    for section in ("table1", "table2", "defence_aware"):
+        c.eval[section].eps = [0.0, 0.1]
+    c.eval.fig4.eps = [0.0, 0.1]
+    c.eval.fig5.steps = [1, 2]
+    c.eval.table3.losses = ["l1", "l_dif"]
+    for section in (
+        "table2",
+        "table3",
+        "table4",
+        "fig6_7",
+        "attack_variants",
+        "salient_regions",
+        "targeted",
+    ):
+        c.eval[section].steps = 2
+    c.eval.fig6_7.images = 2
     return c

@@ -9,8 +9,9 @@ pattern (default RUN_DIR/networks/{name}, where `mde_adv.experiment` saves them)
 settings come from the checkpoint's metadata ('model' = {encoder, width, dtype}, or those keys
 at its top level as `mde_adv.import_torch` writes them), else from config.json 'depth_net' /
 'saliency_net'. The image is resized and centre-cropped as the run's test transform
-(config.json 'data.pipeline.resize_hw' and 'crop_hw', or --resize and --crop). The attack is x* = Adv(x; N): IFGSM with T steps, ℓ∞ radius ε in the given space,
-maximising the ℓ1 distance from the clean prediction N(x) (no ground truth is needed).
+(config.json 'data.pipeline.resize_hw' and 'crop_hw', or --resize and --crop). The attack
+is x* = Adv(x; N): IFGSM with T steps, ℓ∞ radius ε in the given space, maximising the ℓ1
+distance from the clean prediction N(x) (no ground truth is needed).
 
 Panel (each tile the crop's size, a label strip above it), two rows of four tiles:
   x | x* − x | G(x*) | G_adv(x*)

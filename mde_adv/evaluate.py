@@ -2,8 +2,9 @@
 
 `run(eval_config, networks, batches_fn, out_dir)` attacks every eval batch as the config's
 sections ask (x* = Adv(x; N), untargeted ℓ1 vs the ground truth, ε in
-`eval_config.eps_space`), evaluates the methods on all ε of a section in one jitted call,
-gathers the per-image results of all processes and (process 0 only) writes to out_dir:
+`eval_config.eps_space`), evaluates the methods on all ε of a section in one jitted call
+(each process splits its batch over its local devices, networks replicated), gathers the
+per-image results of all processes and (process 0 only) writes to out_dir:
   per_image.jsonl  one row per image × table × setting × method (see evaluation.results)
   summary.csv, summary.json  the aggregates (spec §5)
   run_info.json    the config, networks, images and every attack's settings (ε space, α, T)
@@ -14,9 +15,10 @@ gathers the per-image results of all processes and (process 0 only) writes to ou
 import json
 import pathlib
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import tqdm
@@ -45,14 +47,15 @@ def _check_networks(networks: Networks) -> None:
             raise ValueError(f"networks[{name!r}] must be a (model, variables) pair")
 
 
-def _shardings(batch_size: int) -> tuple[NamedSharding, NamedSharding]:
-    """(batch, replicated) shardings over this process's devices; the batch axis is split
-    over them when it divides, else everything is replicated."""
-    devices = jax.local_devices()
-    mesh = Mesh(np.asarray(devices), ("batch",))
-    replicated = NamedSharding(mesh, PartitionSpec())
-    split = batch_size % len(devices) == 0
-    return (NamedSharding(mesh, PartitionSpec("batch")) if split else replicated), replicated
+def _batch_sharding(mesh: Mesh, batch_size: int) -> NamedSharding:
+    """Splits the batch axis over this process's devices when it divides, else replicates."""
+    split = batch_size % mesh.devices.size == 0
+    return NamedSharding(mesh, PartitionSpec("batch" if split else None))
+
+
+def _alpha(group: AttackGroup, eps: float) -> float:
+    """The step size α of the group's attack at radius eps (ε-space units)."""
+    return float(attacks.step_size(group.config, np.float32(eps), np.float32(group.steps)))
 
 
 def _group_info(group: AttackGroup) -> dict[str, Any]:
@@ -65,10 +68,7 @@ def _group_info(group: AttackGroup) -> dict[str, Any]:
         "attack": group.config.method,
         "loss": group.config.loss,
         "eps_space": group.config.space,
-        "alpha": [
-            float(attacks.step_size(group.config, np.float32(e), np.float32(group.steps)))
-            for e in group.eps
-        ],
+        "alpha": [_alpha(group, e) for e in group.eps],
         "description": group.config.describe(),
         "region": group.region,
         "methods": [m.label() for m in group.methods],
@@ -79,6 +79,99 @@ def _check_batch(batch: Batch, step: int) -> None:
     missing = [k for k in ("image", "depth", "id", "valid") if k not in batch]
     if missing:
         raise ValueError(f"eval batch {step} lacks the keys {missing}")
+
+
+RowKey = tuple[str, str, str]
+
+
+class _Collected(NamedTuple):
+    """This process's results: values[key][name] one array [B] per batch, and per batch the
+    positions in the split, encoded ids and valid flags; figures of process 0."""
+
+    values: dict[RowKey, dict[str, list[np.ndarray]]]
+    meta: dict[RowKey, dict[str, Any]]
+    positions: list[np.ndarray]
+    ids: list[np.ndarray]
+    valid: list[np.ndarray]
+    figures: dict[str, np.ndarray] | None
+
+
+def _evaluate_batches(eval_config, networks, batches_fn, groups, figures_attack) -> _Collected:
+    max_images = int(eval_config.max_images)
+    process_index, process_count = jax.process_index(), jax.process_count()
+    base_key = jax.random.key(int(eval_config.seed))
+    mesh = Mesh(np.asarray(jax.local_devices()), ("batch",))
+    replicated = NamedSharding(mesh, PartitionSpec())
+    fns = network_functions(
+        {name: (model, jax.device_put(v, replicated)) for name, (model, v) in networks.items()}
+    )
+    collected = _Collected({}, {}, [], [], [], None)
+    batches = tqdm.tqdm(batches_fn(), desc="evaluate", disable=process_index != 0)
+    for step, batch in enumerate(batches):
+        _check_batch(batch, step)
+        local = batch["image"].shape[0]
+        if max_images and step * local * process_count >= max_images:
+            break
+        sharding = _batch_sharding(mesh, local)
+        x = jax.device_put(np.asarray(batch["image"], np.float32), sharding)
+        y = jax.device_put(np.asarray(batch["depth"], np.float32), sharding)
+        first = step * local * process_count + process_index * local
+        collected.positions.append(np.arange(first, first + local))
+        collected.ids.append(results.encode_ids(list(batch["id"])))
+        collected.valid.append(np.asarray(batch["valid"], bool))
+        key = jax.random.fold_in(base_key, step * process_count + process_index)
+        for index, group in enumerate(groups):
+            eps_of = dict(zip(group.settings, group.eps, strict=True))
+            group_values = evaluate_group(group, fns, x, y, jax.random.fold_in(key, index))
+            for (setting, method), named in group_values.items():
+                row_key = (group.table, setting, method)
+                collected.meta[row_key] = dict(
+                    attack=group.config.method,
+                    target=group.target,
+                    eps=eps_of[setting],
+                    eps_space=group.config.space,
+                    alpha=_alpha(group, eps_of[setting]),
+                    steps=group.steps,
+                )
+                for name, array in named.items():
+                    collected.values.setdefault(row_key, {}).setdefault(name, []).append(array)
+        if collected.figures is None and figures_attack is not None and process_index == 0:
+            keep = np.flatnonzero(batch["valid"])[: int(eval_config.fig6_7.images)]
+            image, depth = jnp.asarray(batch["image"][keep]), jnp.asarray(batch["depth"][keep])
+            figures = figure_arrays(figures_attack, fns, image, depth, key)
+            figures["ids"] = np.asarray(batch["id"])[keep].astype(np.str_)
+            collected = collected._replace(figures=figures)
+    if not collected.positions:
+        raise ValueError("batches_fn() yielded no batches (or max_images is 0 of them)")
+    return collected
+
+
+def _rows_of_all_processes(collected: _Collected, max_images: int) -> tuple[list[results.Row], int]:
+    """(per-image rows, number of images) of every process's valid images (the first
+    max_images when > 0), in the split's order."""
+    local_tree = {
+        "values": [
+            [np.concatenate(v) for v in named.values()] for named in collected.values.values()
+        ],
+        "positions": np.concatenate(collected.positions),
+        "ids": np.concatenate(collected.ids),
+        "valid": np.concatenate(collected.valid),
+    }
+    gathered = results.gather_across_processes(local_tree)
+    order = np.argsort(gathered["positions"], kind="stable")
+    keep = gathered["valid"][order]
+    if max_images:
+        keep &= gathered["positions"][order] < max_images
+    selected = order[keep]
+    final = {
+        row_key: {name: arrays[i][selected] for i, name in enumerate(named)}
+        for (row_key, named), arrays in zip(
+            collected.values.items(), gathered["values"], strict=True
+        )
+    }
+    image_ids = results.decode_ids(gathered["ids"][selected])
+    positions = gathered["positions"][selected]
+    return results.make_rows(final, collected.meta, image_ids, positions), len(image_ids)
 
 
 def run(
@@ -97,96 +190,23 @@ def run(
     _check_networks(networks)
     groups = plan(eval_config, networks)
     figures_attack = figure_group(eval_config, networks)
-    max_images = int(eval_config.max_images)
-    process_index, process_count = jax.process_index(), jax.process_count()
-    base_key = jax.random.key(int(eval_config.seed))
-
-    fns, placed_for = None, None
-    values: dict[tuple[str, str, str], dict[str, list[np.ndarray]]] = {}
-    meta: dict[tuple[str, str, str], dict[str, Any]] = {}
-    positions, ids, valid, figures = [], [], [], None
-    batches = tqdm.tqdm(batches_fn(), desc="evaluate", disable=process_index != 0)
-    for step, batch in enumerate(batches):
-        _check_batch(batch, step)
-        local = batch["image"].shape[0]
-        if max_images and step * local * process_count >= max_images:
-            break
-        batch_sharding, replicated = _shardings(local)
-        if placed_for != local:
-            fns = network_functions(
-                {
-                    name: (model, jax.device_put(v, replicated))
-                    for name, (model, v) in networks.items()
-                }
-            )
-            placed_for = local
-        x = jax.device_put(np.asarray(batch["image"], np.float32), batch_sharding)
-        y = jax.device_put(np.asarray(batch["depth"], np.float32), batch_sharding)
-        first = step * local * process_count + process_index * local
-        positions.append(np.arange(first, first + local))
-        ids.append(results.encode_ids(list(batch["id"])))
-        valid.append(np.asarray(batch["valid"], bool))
-        key = jax.random.fold_in(base_key, step * process_count + process_index)
-        for index, group in enumerate(groups):
-            eps_of = dict(zip(group.settings, group.eps, strict=True))
-            group_values = evaluate_group(group, fns, x, y, jax.random.fold_in(key, index))
-            for (setting, method), named in group_values.items():
-                row_key = (group.table, setting, method)
-                meta[row_key] = dict(
-                    attack=group.config.method,
-                    target=group.target,
-                    eps=eps_of[setting],
-                    steps=group.steps,
-                )
-                for name, array in named.items():
-                    values.setdefault(row_key, {}).setdefault(name, []).append(array)
-        if figures is None and figures_attack is not None and process_index == 0:
-            keep = np.flatnonzero(batch["valid"])[: int(eval_config.fig6_7.images)]
-            figures = figure_arrays(
-                figures_attack,
-                fns,
-                jax.numpy.asarray(batch["image"][keep]),
-                jax.numpy.asarray(batch["depth"][keep]),
-                key,
-            )
-            figures["ids"] = np.asarray(batch["id"])[keep].astype(np.str_)
-    if not positions:
-        raise ValueError("batches_fn() yielded no batches (or max_images is 0 of them)")
-
-    local_tree = {
-        "values": [[np.concatenate(v) for v in named.values()] for named in values.values()],
-        "positions": np.concatenate(positions),
-        "ids": np.concatenate(ids),
-        "valid": np.concatenate(valid),
-    }
-    gathered = results.gather_across_processes(local_tree)
-    order = np.argsort(gathered["positions"], kind="stable")
-    keep = gathered["valid"][order]
-    if max_images:
-        keep &= gathered["positions"][order] < max_images
-    selected = order[keep]
-    final = {
-        row_key: {name: arrays[i][selected] for i, name in enumerate(named)}
-        for (row_key, named), arrays in zip(values.items(), gathered["values"], strict=True)
-    }
-    image_ids = results.decode_ids(gathered["ids"][selected])
-    rows = results.make_rows(final, meta, image_ids, gathered["positions"][selected])
+    collected = _evaluate_batches(eval_config, networks, batches_fn, groups, figures_attack)
+    rows, images = _rows_of_all_processes(collected, int(eval_config.max_images))
     summary = results.aggregate(rows)
-
     out_dir = pathlib.Path(out_dir)
-    if process_index == 0:
+    if jax.process_index() == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
         results.write_rows(rows, out_dir / results.PER_IMAGE_FILE)
         results.write_summary(summary, out_dir)
         info = {
             "eval_config": eval_config.to_dict(),
-            "images": len(image_ids),
+            "images": images,
             "networks": sorted(networks),
-            "process_count": process_count,
+            "process_count": jax.process_count(),
             "groups": [_group_info(g) for g in groups],
             "figure_attack": None if figures_attack is None else _group_info(figures_attack),
         }
         (out_dir / results.RUN_INFO_FILE).write_text(json.dumps(info, indent=1))
-        if figures is not None:
-            np.savez_compressed(out_dir / results.FIGURES_FILE, **figures)
-    return {"summary": summary, "images": len(image_ids), "out_dir": str(out_dir)}
+        if collected.figures is not None:
+            np.savez_compressed(out_dir / results.FIGURES_FILE, **collected.figures)
+    return {"summary": summary, "images": images, "out_dir": str(out_dir)}

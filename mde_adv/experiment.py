@@ -15,18 +15,21 @@ import jax
 import ml_collections
 from absl import logging
 
-from mde_adv import models, variables_io
+from mde_adv import evaluate, models, report, variables_io
 from mde_adv.data import pipeline
 from mde_adv.train import loop, parallel
 
-# stage: (task, network trained, model kind, frozen network)
+# stage: (task, network trained, model kind, frozen network, saliency encoder override)
 TRAIN_STAGES = {
-    "train_depth": ("depth", "N", "depth", None),
-    "train_saliency": ("saliency", "G", "saliency", "N"),
-    "train_saliency_adv": ("saliency_adv", "G_adv", "saliency", "N"),
-    "train_depth_adv": ("depth_adv", "N_adv", "depth", None),
+    "train_depth": ("depth", "N", "depth", None, None),
+    "train_saliency": ("saliency", "G", "saliency", "N", None),
+    "train_saliency_adv": ("saliency_adv", "G_adv", "saliency", "N", None),
+    "train_depth_adv": ("depth_adv", "N_adv", "depth", None, None),
+    # Table 4: G_adv with deeper DRN-D encoders.
+    "train_saliency_adv_drn_d_38": ("saliency_adv", "G_adv_drn_d_38", "saliency", "N", "drn_d_38"),
+    "train_saliency_adv_drn_d_54": ("saliency_adv", "G_adv_drn_d_54", "saliency", "N", "drn_d_54"),
 }
-NETWORKS = ("N", "G", "G_adv", "N_adv")
+NETWORKS = tuple(spec[1] for spec in TRAIN_STAGES.values())
 STAGES = ("data", *TRAIN_STAGES, "evaluate", "report")
 
 
@@ -81,6 +84,20 @@ def network(config: ml_collections.ConfigDict, kind: str) -> models.DepthNet | m
     return models.saliency_net(config.saliency_net)
 
 
+def stage_config(config: ml_collections.ConfigDict, stage: str) -> ml_collections.ConfigDict:
+    """The config a network's stage runs with (Table 4's stages swap G's encoder)."""
+    encoder = TRAIN_STAGES[stage][4]
+    if encoder is None:
+        return config
+    config = ml_collections.ConfigDict(config.to_dict())
+    config.saliency_net.encoder = encoder
+    return config
+
+
+def _stage_of(name: str) -> str:
+    return next(stage for stage, spec in TRAIN_STAGES.items() if spec[1] == name)
+
+
 def _template(model, input_hw: tuple[int, int]):
     key = jax.random.key(0, impl="rbg")
     return jax.eval_shape(lambda: models.init_variables(model, key, input_hw))
@@ -105,7 +122,10 @@ def network_path(workdir: pathlib.Path, name: str) -> pathlib.Path:
 
 
 def load_network(
-    config: ml_collections.ConfigDict, workdir: pathlib.Path, name: str, kind: str,
+    config: ml_collections.ConfigDict,
+    workdir: pathlib.Path,
+    name: str,
+    kind: str,
     input_hw: tuple[int, int],
 ) -> dict:
     """A network's variables: `config.networks[name]` when given, else the run's own."""
@@ -116,7 +136,8 @@ def load_network(
 
 def train_stage(config: ml_collections.ConfigDict, workdir: pathlib.Path, stage: str) -> dict:
     """Trains one network (resuming from its checkpoints) and saves it with variables_io."""
-    task, name, kind, frozen_name = TRAIN_STAGES[stage]
+    task, name, kind, frozen_name, _ = TRAIN_STAGES[stage]
+    config = stage_config(config, stage)
     if config.get("networks", {}).get(name):
         return {"network": name, "given": config.networks[name]}
     dc = data_config(config, workdir)
@@ -177,4 +198,52 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> None:
         logging.info("stage %s: done in %.1f s", stage, summary["seconds"])
 
 
-STAGE_RUNNERS: dict = {}
+def available_networks(
+    config: ml_collections.ConfigDict, workdir: pathlib.Path, input_hw: tuple[int, int]
+) -> dict[str, tuple]:
+    """(model, variables) of every network the config gives or a finished stage trained."""
+    networks = {}
+    for name in NETWORKS:
+        stage = _stage_of(name)
+        if not (config.get("networks", {}).get(name) or stage_done(workdir, stage)):
+            continue
+        kind = TRAIN_STAGES[stage][2]
+        cfg = stage_config(config, stage)
+        networks[name] = (network(cfg, kind), load_network(cfg, workdir, name, kind, input_hw))
+    return networks
+
+
+def _eval_data(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> pipeline.DataConfig:
+    dc = data_config(config, workdir)
+    return pipeline.DataConfig(**{**dc.__dict__, "global_batch_size": config.eval.batch_size})
+
+
+def evaluate_stage(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
+    """The paper's tables and figures (and ours) on the test split: per-image results,
+    CSV and JSON under `<workdir>/evaluate`."""
+    dc = _eval_data(config, workdir)
+    networks = available_networks(config, workdir, dc.crop_hw)
+    result = evaluate.run(
+        config.eval, networks, lambda: pipeline.eval_batches(dc), workdir / "evaluate"
+    )
+    return {"networks": sorted(networks), "images": result["images"]}
+
+
+def report_stage(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
+    """`<workdir>/report.md` (and its figures) from the saved evaluation results."""
+    dc = _eval_data(config, workdir)
+    checkpoints = {
+        name: str(config.get("networks", {}).get(name) or network_path(workdir, name))
+        for name in NETWORKS
+        if config.get("networks", {}).get(name) or stage_done(workdir, _stage_of(name))
+    }
+    context = {
+        "dataset": f"{dc.name} ({dc.eval_split} split, {dc.crop_hw[0]}×{dc.crop_hw[1]} inputs)",
+        "checkpoints": checkpoints,
+        "networks": {"N": config.depth_net.to_dict(), "G": config.saliency_net.to_dict()},
+    }
+    path = report.write(config.eval, workdir / "evaluate", workdir / "report.md", context)
+    return {"report": str(path)}
+
+
+STAGE_RUNNERS = {"evaluate": evaluate_stage, "report": report_stage}

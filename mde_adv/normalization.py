@@ -28,7 +28,7 @@ def denormalize(x):
 
 
 def normalised_bounds() -> tuple[jnp.ndarray, jnp.ndarray]:
-    """Per-channel [3] lower and upper bounds of valid images (pixel 0 and 1) in normalised space."""
+    """Per-channel [3] bounds of valid images (pixel values 0 and 1) in normalised space."""
     return jnp.asarray(normalize(np.zeros(3, np.float32))), jnp.asarray(
         normalize(np.ones(3, np.float32))
     )

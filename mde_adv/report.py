@@ -264,5 +264,5 @@ def write(
     lines += [f"- {line}" for line in findings.derive(summary)] + [""]
     for table in (t for t in TABLES if t in eval_config.tables):
         lines += _section(table, summary, info, context, report_path.parent, figure_arrays)
-    report_path.write_text("\n".join(lines))
+    report_path.write_text("\n".join(lines), encoding="utf-8")
     return report_path

@@ -4,15 +4,26 @@ import os
 import pathlib
 import tempfile
 
-# Two virtual CPU devices so that every run exercises the multi-device code paths.
-# This must happen before the first `import jax` anywhere in the test session.
+# Two virtual CPU devices so that every run exercises the multi-device code paths, and XLA's
+# backend optimisation level 0: test programs are compile-bound (tiny shapes), and level 0
+# compiles ~2.4× faster without changing semantics. Set before the first `import jax`.
 os.environ["XLA_FLAGS"] = (
-    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"
+    os.environ.get("XLA_FLAGS", "")
+    + " --xla_force_host_platform_device_count=2 --xla_backend_optimization_level=0"
 ).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import jax
 import pytest
+
+# Many tests build fresh step functions around identical programs; the persistent compilation
+# cache (keyed by the program, shared by xdist workers) compiles each of them once. A cache
+# only: results do not depend on it.
+jax.config.update(
+    "jax_compilation_cache_dir", os.path.join(tempfile.gettempdir(), "mde_adv_test_jax_cache")
+)
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 # Real NYU-v2 samples live beside the repository, never inside it.
 SHARED = pathlib.Path(__file__).resolve().parents[1].parent / "shared"

@@ -7,7 +7,9 @@ Each process has one CPU device and feeds its own shard of every global batch.
 import os
 import sys
 
-os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=1"
+os.environ["XLA_FLAGS"] = (
+    "--xla_force_host_platform_device_count=1 --xla_backend_optimization_level=0"
+)
 os.environ["JAX_PLATFORMS"] = "cpu"
 
 import jax
@@ -21,7 +23,7 @@ def main(process_id: int, num_processes: int, port: int, workdir: str, out: str)
 
     from mde_adv.train import loop, parallel
 
-    config = ts.tiny_config("pmap", batch_size=4)
+    config = ts.equality_config("pmap", batch_size=4)
     config.distributed = dict(
         enabled=True,
         coordinator_address=f"127.0.0.1:{port}",
@@ -33,12 +35,17 @@ def main(process_id: int, num_processes: int, port: int, workdir: str, out: str)
     assert jax.process_count() == num_processes and jax.local_device_count() == 1
     variables = ts.initial_variables(config, "depth", seed=0)
     trained = loop.train_task(
-        config, "depth", workdir,
+        config,
+        "depth",
+        workdir,
         ts.batches_from(9, 4, process_index=process_id, process_count=num_processes),
-        steps_per_epoch=10, variables=variables,
+        steps_per_epoch=10,
+        variables=variables,
     )
-    flat = {jax.tree_util.keystr(p): np.asarray(v) for p, v in
-            jax.tree_util.tree_leaves_with_path(trained)}
+    flat = {
+        jax.tree_util.keystr(p): np.asarray(v)
+        for p, v in jax.tree_util.tree_leaves_with_path(trained)
+    }
     if process_id == 0:
         np.savez(out, **flat)
     jax.distributed.shutdown()

@@ -23,6 +23,7 @@ from jax.tree_util import Partial
 from mde_adv import attacks, evaluate
 from mde_adv.evaluation import compute, methods, plan, results
 from mde_adv.metrics import image_metrics
+from mde_adv.normalization import denormalize, normalize
 
 HW = (32, 40)
 BATCH = 4
@@ -159,9 +160,9 @@ def _numpy_aggregate(rows):
 
 def test_summary_files_equal_the_aggregation_of_per_image_rows(evaluation):
     out_dir, result, rows = evaluation
-    saved = json.loads((out_dir / results.SUMMARY_JSON).read_text())
+    saved = json.loads((out_dir / results.SUMMARY_JSON).read_text(encoding="utf-8"))
     assert len(saved) == len(result["summary"])
-    csv_lines = (out_dir / results.SUMMARY_CSV).read_text().strip().splitlines()
+    csv_lines = (out_dir / results.SUMMARY_CSV).read_text(encoding="utf-8").strip().splitlines()
     assert len(csv_lines) == len(saved) + 1
     for entry in saved:
         group = [
@@ -269,7 +270,9 @@ def test_region_attacks_keep_the_perturbation_inside_the_region():
 
 @settings(max_examples=25, deadline=None)
 @given(
-    saliency=hnp.arrays(np.float32, (2, 5, 6, 1), elements=st.floats(0, 1, width=32)),
+    saliency=hnp.arrays(
+        np.float32, (2, 5, 6, 1), elements=st.floats(0, 1, width=32, allow_subnormal=False)
+    ),
     fraction=st.floats(0.05, 0.95),
 )
 def test_region_masks_split_each_image_by_saliency_rank(saliency, fraction):
@@ -389,3 +392,19 @@ def test_bad_networks_and_batches_are_named(tmp_path):
         evaluate.run(config, {"G": nets["G"]}, synthetic_batches, tmp_path)
     with pytest.raises(ValueError, match="no batches"):
         evaluate.run(config, nets, lambda: iter([]), tmp_path)
+
+
+def test_pixel_space_attacks_stay_in_the_pixel_ball_and_range():
+    config = tiny_eval_config()
+    config.eps_space = "pixel"
+    fns = methods.network_functions(tiny_networks())
+    (group,) = [g for g in plan.plan(config, tiny_networks()) if g.table == "table1"]
+    rng = np.random.default_rng(5)
+    pixels = rng.uniform(0, 1, (2, *HW, 3)).astype(np.float32)
+    x = jnp.asarray(normalize(pixels))
+    y = jnp.asarray(rng.uniform(1, 5, (2, *HW, 1)), jnp.float32)
+    adversarial = np.asarray(denormalize(compute.adversarial_inputs(group, fns, x, y, None)))
+    for eps, attacked in zip(group.eps, adversarial, strict=True):
+        assert np.abs(attacked - pixels).max() <= eps + 1e-5
+        assert attacked.min() >= -1e-6 and attacked.max() <= 1 + 1e-6
+    assert np.abs(adversarial[-1] - pixels).max() > 0.5 * group.eps[-1]

@@ -14,9 +14,20 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 
 def _main(workdir: pathlib.Path, *flags: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "mde_adv.main", "--config", "configs/smoke.py",
-         "--workdir", str(workdir), *flags],
-        cwd=REPO, capture_output=True, text=True, timeout=900,
+        [
+            sys.executable,
+            "-m",
+            "mde_adv.main",
+            "--config",
+            "configs/smoke.py",
+            "--workdir",
+            str(workdir),
+            *flags,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
 
 

@@ -1,5 +1,6 @@
 """The README's two opening commands are the ones CI and users run."""
 
+import configparser
 import pathlib
 import re
 
@@ -24,7 +25,17 @@ def test_ci_runs_the_readme_test_command_verbatim():
     assert tests in ci_lines, f"{tests!r} is not a line of .ci/run"
 
 
-def test_torch_is_pinned_exactly_where_the_extra_is_declared():
-    setup = (REPO / "setup.cfg").read_text()
-    torch_lines = [ln.strip() for ln in setup.splitlines() if ln.strip().startswith("torch")]
-    assert torch_lines == ["torch==2.13.0"], torch_lines
+def test_torch_is_only_in_its_extra_and_pinned_exactly():
+    """Any other spelling than torch==2.13.0 pulls gigabytes of CUDA packages."""
+    setup = configparser.ConfigParser()
+    setup.read(REPO / "setup.cfg")
+    extras = setup["options.extras_require"]
+    requirement_lists = {
+        "install_requires": setup["options"]["install_requires"],
+        **{f"extra {name}": value for name, value in extras.items()},
+    }
+    mentions = {
+        where: [r.strip() for r in value.splitlines() if r.strip().lower().startswith("torch")]
+        for where, value in requirement_lists.items()
+    }
+    assert {w: m for w, m in mentions.items() if m} == {"extra torch": ["torch==2.13.0"]}

@@ -23,7 +23,7 @@ def made_report(tmp_path_factory):
     path = tmp_path_factory.mktemp("report") / "report.md"
     report.write(te.tiny_eval_config(), out_dir, path, CONTEXT)
     rows = results.read_rows(out_dir / results.PER_IMAGE_FILE)
-    return path, path.read_text(), rows
+    return path, path.read_text(encoding="utf-8"), rows
 
 
 def sections(text: str) -> dict[str, str]:

@@ -23,11 +23,15 @@ def _free_port() -> int:
 
 
 def test_two_processes_equal_one_process_with_two_devices(tmp_path):
-    config = ts.tiny_config("pmap", batch_size=4)
+    config = ts.equality_config("pmap", batch_size=4)
     variables = ts.initial_variables(config, "depth", seed=0)
     reference = loop.train_task(
-        config, "depth", tmp_path / "single", ts.batches_from(9, 4),
-        steps_per_epoch=10, variables=variables,
+        config,
+        "depth",
+        tmp_path / "single",
+        ts.batches_from(9, 4),
+        steps_per_epoch=10,
+        variables=variables,
     )
     port = _free_port()
     out = tmp_path / "multi.npz"
@@ -35,20 +39,32 @@ def test_two_processes_equal_one_process_with_two_devices(tmp_path):
     env.pop("XLA_FLAGS", None)
     procs = [
         subprocess.Popen(
-            [sys.executable, str(WORKER), str(i), "2", str(port), str(tmp_path / "multi"),
-             str(out)],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            [
+                sys.executable,
+                str(WORKER),
+                str(i),
+                "2",
+                str(port),
+                str(tmp_path / "multi"),
+                str(out),
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         for i in range(2)
     ]
     logs = [p.communicate(timeout=300)[0] for p in procs]
     for p, log in zip(procs, logs, strict=True):
         assert p.returncode == 0, log[-3000:]
-    multi = np.load(out)
-    flat = {jax.tree_util.keystr(p): v for p, v in jax.tree_util.tree_leaves_with_path(reference)}
-    assert sorted(flat) == sorted(multi.files)
-    for name, value in flat.items():
-        np.testing.assert_allclose(multi[name], value, rtol=1e-4, atol=1e-5, err_msg=name)
+    with np.load(out) as saved:
+        flat = {name: saved[name] for name in saved.files}
+    multi = jax.tree_util.tree_unflatten(
+        jax.tree.structure(reference),
+        [flat[jax.tree_util.keystr(p)] for p, _ in jax.tree_util.tree_leaves_with_path(reference)],
+    )
+    ts.assert_same_update(multi, reference, variables)
     assert (tmp_path / "multi" / "checkpoints").is_dir()
 
 

@@ -11,9 +11,18 @@ INPUT_HW = (32, 40)
 
 def tiny_config(mode: str = "pmap", batch_size: int = 4) -> ml_collections.ConfigDict:
     optim = dict(
-        learning_rate=1e-3, weight_decay=1e-4, adam_b1=0.9, adam_b2=0.999, adam_eps=1e-8,
-        lr_decay_factor=0.1, lr_decay_every_epochs=0, epochs=1, num_steps=2,
-        batch_size=batch_size, log_every=1, checkpoint_every=1,
+        learning_rate=1e-3,
+        weight_decay=1e-4,
+        adam_b1=0.9,
+        adam_b2=0.999,
+        adam_eps=1e-8,
+        lr_decay_factor=0.1,
+        lr_decay_every_epochs=0,
+        epochs=1,
+        num_steps=2,
+        batch_size=batch_size,
+        log_every=1,
+        checkpoint_every=1,
     )
     return ml_collections.ConfigDict(
         dict(
@@ -22,8 +31,15 @@ def tiny_config(mode: str = "pmap", batch_size: int = 4) -> ml_collections.Confi
             saliency_net=dict(encoder="drn_d_22", width=0.125, dtype="float32"),
             parallel=dict(mode=mode),
             train_attack=dict(
-                method="ifgsm", norm="linf", loss="l1", space="normalised", alpha=1.0,
-                t_max=3, p_adversarial=0.5, eps_range=(0.01, 0.3), steps_range=(1, 3),
+                method="ifgsm",
+                norm="linf",
+                loss="l1",
+                space="normalised",
+                alpha=1.0,
+                t_max=3,
+                p_adversarial=0.5,
+                eps_range=(0.01, 0.3),
+                steps_range=(1, 3),
             ),
             train=dict(
                 depth=dict(optim),
@@ -67,3 +83,35 @@ def initial_variables(config, which: str, seed: int = 0) -> dict:
     )
     key = jax.random.key(seed, impl="rbg")  # compiles ~4x faster than threefry on CPU
     return jax.device_get(models.init_variables(model, key, INPUT_HW))
+
+
+def equality_config(mode: str, batch_size: int = 4) -> ml_collections.ConfigDict:
+    """The real optimiser with adam_eps = 1, so an update is ≈ lr·gradient: Adam's
+    g/(|g| + 1e-8) would turn rounding noise in near-zero gradients into O(lr) differences."""
+    config = tiny_config(mode, batch_size)
+    for task in config.train:
+        config.train[task].adam_eps = 1.0
+        config.train[task].learning_rate = 0.05
+        config.train[task].num_steps = 1
+    return config
+
+
+def global_norm(tree) -> float:
+    return float(np.sqrt(sum(np.sum(np.square(leaf)) for leaf in jax.tree.leaves(tree))))
+
+
+def assert_same_update(a: dict, b: dict, initial: dict, rel: float = 2e-3) -> None:
+    """Variables a and b ({'params', 'batch_stats'}) moved `initial` the same way:
+    ‖a − b‖ ≤ rel · ‖a − initial‖ (global norms over each collection).
+
+    A norm over all leaves, not a per-element tolerance: in these tiny networks a few BN
+    biases feeding another BN have near-cancelling gradients that change by up to ~10% when
+    the batch is merely permuted on ONE device (rounding), but they carry little of the
+    update; a parallelism bug (a missing average, unsynchronised BatchNorm, other
+    per-example keys) changes the whole update by O(1).
+    """
+    for name in ("params", "batch_stats"):
+        moved = global_norm(jax.tree.map(np.subtract, a[name], initial[name]))
+        diff = global_norm(jax.tree.map(np.subtract, a[name], b[name]))
+        assert moved > 0, f"{name} did not move: the comparison would be vacuous"
+        assert diff <= rel * moved, f"{name}: ‖difference‖ {diff:.3g} vs ‖update‖ {moved:.3g}"

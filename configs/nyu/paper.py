@@ -8,6 +8,7 @@ Encoders start from ImageNet weights imported with mde_adv.import_torch (`--conf
 """
 
 from configs import default
+from mde_adv import evaluate
 
 
 def get_config():
@@ -32,4 +33,5 @@ def get_config():
         ),
         depth_adv=default.optimiser(**paper, epochs=20.0, lr_decay_every_epochs=5),
     )
+    c.eval = evaluate.default_eval_config()  # all 654 test images, every table and figure
     return c

@@ -35,7 +35,7 @@ class ProceduralRoomsConfig(tfds.core.BuilderConfig):
 
     height: int = 240
     width: int = 320
-    num_train: int = 800
+    num_train: int = 640
     num_test: int = 100
     workers: int = 0
 
@@ -68,12 +68,12 @@ class ProceduralRooms(tfds.core.GeneratorBasedBuilder):
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES: ClassVar[dict[str, str]] = {"1.0.0": "Initial release."}
     BUILDER_CONFIGS: ClassVar[list[tfds.core.BuilderConfig]] = [
-        ProceduralRoomsConfig(name="small", description="240×320, 800 train / 100 test."),
+        ProceduralRoomsConfig(name="small", description="240×320, 640 train / 100 test."),
         ProceduralRoomsConfig(
             name="full",
             height=480,
             width=640,
-            description="480×640 (NYU-v2 size), 800 train / 100 test.",
+            description="480×640 (NYU-v2 size), 640 train / 100 test.",
         ),
         ProceduralRoomsConfig(
             name="tiny",

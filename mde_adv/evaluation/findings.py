@@ -143,7 +143,7 @@ def _defence_aware(lookup: Lookup) -> list[str]:
         breaks = all(r < RECOVERY_THRESHOLD for r in rates)
         lines.append(
             f"x** = Adv(x; N(x⊗{saliency}(x))) breaks the defence N(x⊗{saliency}(x)): "
-            f"{_yes(breaks)} — the pipeline recovers only {', '.join(_pct(r) for r in rates)} "
+            f"{_yes(breaks)} — the pipeline recovers {', '.join(_pct(r) for r in rates)} "
             f"of N's RMSE increase at {', '.join(settings)}"
             + (f"; its RMSE under x* → x**: {', '.join(raised)}" if raised else "")
             + "."
@@ -273,16 +273,20 @@ def _variants(lookup: Lookup) -> list[str]:
 
 
 def _log10(summary: Sequence[Mapping]) -> list[str]:
-    undefined = [row for row in summary if row.get("log10_undefined_images", 0) > 0]
-    if not undefined:
+    per_table: dict[str, list[Mapping]] = {}
+    for row in summary:
+        if row.get("log10_undefined_images", 0) > 0:
+            per_table.setdefault(row["table"], []).append(row)
+    if not per_table:
         return ["log10 is defined for every image (no non-positive prediction)."]
     listing = "; ".join(
-        f"{r['table']} {r['setting']} {r['method']}: {r['log10_undefined_images']} of {r['images']}"
-        for r in undefined
+        f"{table}: {sum(r['log10_undefined_images'] for r in rows)} image evaluations "
+        f"({', '.join(dict.fromkeys(r['method'] for r in rows))})"
+        for table, rows in per_table.items()
     )
     return [
-        "log10 is undefined where a prediction is non-positive; such images are left out of "
-        f"the log10 mean: {listing}."
+        "log10 is undefined where a prediction is non-positive; those images are left out of "
+        f"the log10 mean (see the tables' counts): {listing}."
     ]
 
 

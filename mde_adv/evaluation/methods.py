@@ -64,13 +64,6 @@ ATTACK_TARGETS: dict[str, Method] = {
 }
 
 
-def method_by_label(label: str, field: str = "method") -> Method:
-    """The Method called `label` in METHODS; ValueError naming it otherwise."""
-    if label not in METHODS:
-        raise ValueError(f"{field}: unknown method {label!r}; expected one of {list(METHODS)}")
-    return METHODS[label]
-
-
 @dataclasses.dataclass(frozen=True)
 class _Inference:
     """variables, x ↦ model.apply(variables, x, train=False); hashable (static under jit)."""

@@ -15,7 +15,6 @@ from mde_adv.evaluation.config import check_eval_config
 from mde_adv.evaluation.methods import ATTACK_TARGETS, METHODS, Method
 
 REGIONS: tuple[str, ...] = ("all", "salient", "non_salient")
-EXTRAS: tuple[str, ...] = ("energy", "targeted")
 
 
 def eps_label(eps: float) -> str:

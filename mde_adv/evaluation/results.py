@@ -1,7 +1,8 @@
 """Per-image result rows, their aggregation (spec §5) and the files of an evaluation.
 
 A row is one image × table × setting × method: {'table', 'setting', 'method', 'id',
-'position' (index in the eval split), 'attack', 'target', 'eps', 'steps', and the values:
+'position' (index in the eval split), 'attack', 'target' (the attacked function), 'eps',
+'eps_space', 'alpha' (ε-space units), 'steps', and the values:
 'mse', 'rmse', 'rel', 'log10' (None where a prediction is non-positive), 'delta1..3' for
 depth methods; other names for the extra rows (energy shares, targeted ratios)}.
 Aggregates: the metrics helpers' protocol (every metric the mean over images, RMSE the
@@ -30,7 +31,7 @@ RUN_INFO_FILE = "run_info.json"
 FIGURES_FILE = "figures.npz"
 
 KEY_FIELDS = ("table", "setting", "method")
-META_FIELDS = ("attack", "target", "eps", "steps")
+META_FIELDS = ("attack", "target", "eps", "eps_space", "alpha", "steps")
 ROW_FIELDS = (*KEY_FIELDS, "id", "position", *META_FIELDS)
 DEPTH_METRICS = ("rmse", "rel", "log10", "delta1", "delta2", "delta3")
 ID_BYTES = 256
@@ -91,7 +92,8 @@ def make_rows(
 def write_rows(rows: Iterable[Row], path: pathlib.Path) -> None:
     with open(path, "w", encoding="utf-8") as file:
         for row in rows:
-            file.write(json.dumps({k: _json_value(v) for k, v in row.items()}, allow_nan=False))
+            record = {k: _json_value(v) for k, v in row.items()}
+            file.write(json.dumps(record, allow_nan=False, ensure_ascii=False))
             file.write("\n")
 
 
@@ -154,7 +156,8 @@ def aggregate(rows: Sequence[Row]) -> list[Row]:
 def write_summary(summary: Sequence[Row], out_dir: pathlib.Path) -> None:
     """summary.json (a list of rows) and summary.csv (one column per value name)."""
     clean = [{k: _json_value(v) for k, v in row.items()} for row in summary]
-    (out_dir / SUMMARY_JSON).write_text(json.dumps(clean, indent=1, allow_nan=False))
+    text = json.dumps(clean, indent=1, allow_nan=False, ensure_ascii=False)
+    (out_dir / SUMMARY_JSON).write_text(text, encoding="utf-8")
     columns: dict[str, None] = {}
     for row in clean:
         columns.update(dict.fromkeys(row))

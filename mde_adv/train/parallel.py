@@ -113,9 +113,7 @@ def shard_batch(batch: dict, mode: str) -> dict:
     if check_mode(mode) == "pmap":
         return pipeline.split_for_devices(arrays)
     sharding = NamedSharding(data_mesh(), PartitionSpec(DATA_AXIS))
-    return {
-        k: jax.make_array_from_process_local_data(sharding, v) for k, v in arrays.items()
-    }
+    return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in arrays.items()}
 
 
 def host_metrics(metrics: dict, mode: str) -> dict[str, float]:

@@ -3,6 +3,8 @@ aggregated numbers only (nothing is written in advance).
 
 Criterion of "defends": a method recovers at least RECOVERY_THRESHOLD of the RMSE increase
 that the attack causes on N, i.e. (RMSE N(x*) − RMSE M(x*)) / (RMSE N(x*) − RMSE N(x)).
+"Raises", "grows", "hurts more" and "exceeds" need a MATERIAL margin (relative for RMSE, in
+share points for energy shares): a ×1.00 change is not a finding.
 """
 
 import itertools
@@ -12,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from mde_adv.paper_numbers import PAPER
 
 RECOVERY_THRESHOLD = 0.5
+MATERIAL = 0.05
 
 Lookup = Mapping[tuple[str, str, str], Mapping]
 
@@ -34,10 +37,14 @@ def _paper(key: tuple[str, str, str]) -> float | None:
 
 def recovery(clean: float | None, attacked: float | None, defended: float | None) -> float | None:
     """Share of N's RMSE increase (clean → attacked) that a defence removes; None when the
-    attack did not raise the error or a value is missing."""
-    if None in (clean, attacked, defended) or not attacked > clean:
+    attack did not raise the error materially or a value is missing."""
+    if None in (clean, attacked, defended) or not _clearly_above(attacked, clean):
         return None
     return (attacked - defended) / (attacked - clean)
+
+
+def _clearly_above(value: float, reference: float) -> bool:
+    return value > reference * (1 + MATERIAL)
 
 
 def _yes(flag: bool) -> str:
@@ -81,7 +88,7 @@ def _attack_effect(lookup: Lookup, table: str, clean_key, name: str) -> list[str
             paper_parts.append(f"×{paper / paper_clean:.2f}")
     paper_text = f" (paper: {', '.join(paper_parts)})" if paper_parts else ""
     return [
-        f"{name} raises N's RMSE: {_yes(all(r > 1 for r in ratios))} — "
+        f"{name} raises N's RMSE: {_yes(all(r > 1 + MATERIAL for r in ratios))} — "
         f"{', '.join(parts)}{paper_text}."
     ]
 
@@ -158,7 +165,7 @@ def _table3(lookup: Lookup) -> list[str]:
         return []
     ratios = [_value(lookup, ("table3", s, "N(x*)")) / clean for s in settings]
     lines = [
-        f"Every attack loss raises N's RMSE: {_yes(all(r > 1 for r in ratios))} — "
+        f"Every attack loss raises N's RMSE: {_yes(all(r > 1 + MATERIAL for r in ratios))} — "
         + ", ".join(
             f"{s.removeprefix('loss=')} ×{r:.2f}" for s, r in zip(settings, ratios, strict=True)
         )
@@ -203,7 +210,7 @@ def _fig5(lookup: Lookup) -> list[str]:
             spread = max(v for _, v in points) - min(v for _, v in points)
             lines.append(
                 f"{method} RMSE grows from T={points[0][0]} to T={points[-1][0]}: "
-                f"{_yes(points[-1][1] > points[0][1])} — {points[0][1]:.3f} → "
+                f"{_yes(_clearly_above(points[-1][1], points[0][1]))} — {points[0][1]:.3f} → "
                 f"{points[-1][1]:.3f} (range over T {spread:.3f})."
             )
     return lines
@@ -218,7 +225,8 @@ def _regions(lookup: Lookup) -> list[str]:
     if salient is not None and non_salient is not None:
         lines.append(
             "The same ε on non-salient pixels only hurts N more than on salient pixels only: "
-            f"{_yes(non_salient > salient)} — RMSE {non_salient:.3f} vs {salient:.3f}"
+            f"{_yes(_clearly_above(non_salient, salient))} — "
+            f"RMSE {non_salient:.3f} vs {salient:.3f}"
             + (f" (whole image {everywhere:.3f})" if everywhere is not None else "")
             + "."
         )
@@ -227,9 +235,9 @@ def _regions(lookup: Lookup) -> list[str]:
         area, gradient = energy["area_share"], energy["gradient_share"]
         lines.append(
             f"Input-gradient energy in non-salient pixels exceeds their area share: "
-            f"{_yes(gradient > area)} — {_pct(gradient)} of the energy on {_pct(area)} of the "
-            f"pixels; the whole-image perturbation puts {_pct(energy['perturbation_share'])} "
-            "of its energy there."
+            f"{_yes(gradient > area + MATERIAL)} — {_pct(gradient)} of the energy on "
+            f"{_pct(area)} of the pixels; the whole-image perturbation puts "
+            f"{_pct(energy['perturbation_share'])} of its energy there."
         )
     return lines
 

@@ -51,6 +51,17 @@ def _time(fn, repeats: int) -> tuple[float, float]:
     return first, statistics.median(runs)
 
 
+def _row(what: str, batch: int, dtype: str, first: float, median: float) -> dict:
+    return dict(
+        what=what,
+        batch=batch,
+        dtype=dtype,
+        seconds=median,
+        images_per_s=batch / median,
+        compile_s=first - median,
+    )
+
+
 def _networks(setting: dict, dtype: str):
     n = models.depth_net({**setting["depth_net"], "dtype": dtype})
     g = models.saliency_net({**setting["saliency_net"], "dtype": dtype})
@@ -73,16 +84,7 @@ def bench_forward(setting, batch, dtype, repeats):
     for name, model, variables in (("N forward", n, nv), ("G forward", g, gv)):
         fn = jax.jit(lambda v, x, m=model: m.apply(v, x, train=False))
         first, med = _time(lambda fn=fn, v=variables: fn(v, x), repeats)
-        rows.append(
-            dict(
-                what=name,
-                batch=batch,
-                dtype=dtype,
-                seconds=med,
-                images_per_s=batch / med,
-                compile_s=first - med,
-            )
-        )
+        rows.append(_row(name, batch, dtype, first, med))
     return rows
 
 
@@ -97,16 +99,7 @@ def bench_attack(setting, batch, dtype, repeats):
     ):
         fn = lambda c=config, s=steps_: attacks.attack(predict, x, y, eps=0.1, steps=s, config=c)
         first, med = _time(fn, repeats)
-        rows.append(
-            dict(
-                what=name,
-                batch=batch,
-                dtype=dtype,
-                seconds=med,
-                images_per_s=batch / med,
-                compile_s=first - med,
-            )
-        )
+        rows.append(_row(name, batch, dtype, first, med))
     return rows
 
 
@@ -145,16 +138,7 @@ def bench_train(setting, batch, dtype, repeats):
             return metrics
 
         first, med = _time(run, repeats)
-        rows.append(
-            dict(
-                what=f"train step {task}",
-                batch=batch,
-                dtype=dtype,
-                seconds=med,
-                images_per_s=batch / med,
-                compile_s=first - med,
-            )
-        )
+        rows.append(_row(f"train step {task}", batch, dtype, first, med))
     return rows
 
 
@@ -193,7 +177,8 @@ def main(argv=None) -> None:
             rows += new
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stem = f"{args.setting}_{args.dtype}"
+    batches = "-".join(str(b) for b in args.batch)
+    stem = f"{args.setting}_{args.dtype}_{'-'.join(what)}_b{batches}"
     header = (
         f"## {args.setting} setting ({setting['input_hw'][0]}×{setting['input_hw'][1]}, "
         f"{setting['depth_net']['encoder']} / {setting['saliency_net']['encoder']}), "

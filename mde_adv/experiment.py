@@ -85,12 +85,14 @@ def network(config: ml_collections.ConfigDict, kind: str) -> models.DepthNet | m
 
 
 def stage_config(config: ml_collections.ConfigDict, stage: str) -> ml_collections.ConfigDict:
-    """The config a network's stage runs with (Table 4's stages swap G's encoder)."""
-    encoder = TRAIN_STAGES[stage][4]
+    """The config a network's stage runs with: Table 4's stages swap G's encoder and apply
+    `config.table4_train` (e.g. a shorter schedule) to the saliency_adv training settings."""
+    task, encoder = TRAIN_STAGES[stage][0], TRAIN_STAGES[stage][4]
     if encoder is None:
         return config
     config = ml_collections.ConfigDict(config.to_dict())
     config.saliency_net.encoder = encoder
+    config.train[task].update(config.get("table4_train", {}))
     return config
 
 

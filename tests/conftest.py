@@ -2,6 +2,7 @@
 
 import os
 import pathlib
+import sys
 import tempfile
 
 # Two virtual CPU devices so that every run exercises the multi-device code paths, and XLA's
@@ -25,8 +26,11 @@ jax.config.update(
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
+REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # `configs/*.py` are plain files, importable as `configs.*`
+
 # Real NYU-v2 samples live beside the repository, never inside it.
-SHARED = pathlib.Path(__file__).resolve().parents[1].parent / "shared"
+SHARED = REPO.parent / "shared"
 NYU_SAMPLES = SHARED / "fixtures" / "nyu_depth_v2_samples"
 
 

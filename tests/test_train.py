@@ -9,6 +9,7 @@ import jax
 import numpy as np
 import pytest
 import train_setup as ts
+from jax.sharding import NamedSharding, PartitionSpec
 
 from mde_adv.train import checkpoints, loop, parallel, steps
 
@@ -167,3 +168,15 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
             f.write_bytes(b"\x00garbage")
     with pytest.raises(checkpoints.CheckpointError, match=re.escape(str(step_dir))):
         _train(tmp_path, ts.batches_from(8, GLOBAL_BATCH), num_steps=4)
+
+
+def test_replicate_never_hands_the_callers_buffers_to_the_donating_step(depth_vars):
+    config = ts.tiny_config("jit", GLOBAL_BATCH)
+    spec = loop.task_spec(config, "depth", steps_per_epoch=10)
+    # Already laid out as the step wants it: a plain device_put would be a no-op.
+    replicated = NamedSharding(parallel.data_mesh(), PartitionSpec())
+    on_device = jax.device_put(steps.init_train_state(depth_vars, spec.tx), replicated)
+    step = parallel.make_step(spec, "jit")
+    batch = parallel.shard_batch(ts.synthetic_batch(0, GLOBAL_BATCH), "jit")
+    step(parallel.replicate(on_device, "jit"), batch, None, jax.random.key(0))
+    assert all(not leaf.is_deleted() for leaf in jax.tree.leaves(on_device))

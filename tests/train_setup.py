@@ -4,51 +4,22 @@ import jax
 import ml_collections
 import numpy as np
 
+from configs import smoke
 from mde_adv import models
 
 INPUT_HW = (32, 40)
 
 
 def tiny_config(mode: str = "pmap", batch_size: int = 4) -> ml_collections.ConfigDict:
-    optim = dict(
-        learning_rate=1e-3,
-        weight_decay=1e-4,
-        adam_b1=0.9,
-        adam_b2=0.999,
-        adam_eps=1e-8,
-        lr_decay_factor=0.1,
-        lr_decay_every_epochs=0,
-        epochs=1,
-        num_steps=2,
-        batch_size=batch_size,
-        log_every=1,
-        checkpoint_every=1,
-    )
-    return ml_collections.ConfigDict(
-        dict(
-            seed=0,
-            depth_net=dict(encoder="resnet18", width=0.125, dtype="float32"),
-            saliency_net=dict(encoder="drn_d_22", width=0.125, dtype="float32"),
-            parallel=dict(mode=mode),
-            train_attack=dict(
-                method="ifgsm",
-                norm="linf",
-                loss="l1",
-                space="normalised",
-                alpha=1.0,
-                t_max=3,
-                p_adversarial=0.5,
-                eps_range=(0.01, 0.3),
-                steps_range=(1, 3),
-            ),
-            train=dict(
-                depth=dict(optim),
-                depth_adv=dict(optim),
-                saliency=dict(optim, sparsity_weight=5.0, saliency_target="depth_net"),
-                saliency_adv=dict(optim, sparsity_weight=1.0, saliency_target="ground_truth"),
-            ),
+    """configs/smoke.py (32×40 inputs, width-0.125 networks, IFGSM t_max 3) for 2-step runs."""
+    config = smoke.get_config()
+    config.parallel.mode = mode
+    for task in config.train:
+        config.train[task].update(
+            num_steps=2, batch_size=batch_size, log_every=1, checkpoint_every=1
         )
-    )
+    assert tuple(config.data.pipeline.crop_hw) == INPUT_HW
+    return config
 
 
 def synthetic_batch(seed: int, batch_size: int, hw=INPUT_HW) -> dict:

@@ -86,12 +86,17 @@ def make_step(spec: steps.TaskSpec, mode: str) -> Callable:
 
 
 def replicate(tree, mode: str):
-    """Places a host pytree (state or frozen variables) for the wrapped step."""
+    """Places copies of a pytree (state or frozen variables) for the wrapped step.
+
+    Always copies through the host: the step donates its state, and `jax.device_put` of an
+    array already on the mesh would hand over the caller's own buffers to be deleted.
+    """
+    tree = jax.tree.map(np.asarray, jax.device_get(tree))
     if check_mode(mode) == "pmap":
-        # Process-local host copies with a leading device axis: pmap places them (this is also
-        # what a multi-host pmap expects; jax.device_put_replicated is gone from jax >= 0.10).
+        # Process-local copies with a leading device axis: pmap places them (this is also what
+        # a multi-host pmap expects; jax.device_put_replicated is gone from jax >= 0.10).
         n = jax.local_device_count()
-        return jax.tree.map(lambda a: np.broadcast_to(np.asarray(a), (n, *np.shape(a))), tree)
+        return jax.tree.map(lambda a: np.broadcast_to(a, (n, *a.shape)), tree)
     return jax.device_put(tree, NamedSharding(data_mesh(), PartitionSpec()))
 
 

@@ -50,11 +50,15 @@ def mark_done(workdir: pathlib.Path, stage: str, summary: dict) -> None:
     os.replace(tmp, marker)
 
 
-def data_config(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> pipeline.DataConfig:
+def data_config(
+    config: ml_collections.ConfigDict, workdir: pathlib.Path, batch_size: int | None = None
+) -> pipeline.DataConfig:
     """The pipeline's DataConfig from `config.data.pipeline`; data_dir defaults to
-    `<workdir>/data`, the batch size to the training task's."""
+    `<workdir>/data`; `batch_size` (a task's or the evaluation's) replaces the global batch."""
     values = config.data.pipeline.to_dict()
     values["data_dir"] = values.get("data_dir") or str(workdir / "data")
+    if batch_size is not None:
+        values["global_batch_size"] = batch_size
     return pipeline.DataConfig.from_mapping(values)
 
 
@@ -123,6 +127,21 @@ def network_path(workdir: pathlib.Path, name: str) -> pathlib.Path:
     return workdir / "networks" / name
 
 
+def given_network(config: ml_collections.ConfigDict, name: str) -> str:
+    """The checkpoint `config.networks[name]` names ('' when the run trains it)."""
+    return config.get("networks", {}).get(name) or ""
+
+
+def network_source(
+    config: ml_collections.ConfigDict, workdir: pathlib.Path, name: str
+) -> pathlib.Path | None:
+    """Where a network's variables are: given by the config, or trained by a finished stage
+    of this run; None when neither."""
+    if given_network(config, name):
+        return pathlib.Path(given_network(config, name))
+    return network_path(workdir, name) if stage_done(workdir, _stage_of(name)) else None
+
+
 def load_network(
     config: ml_collections.ConfigDict,
     workdir: pathlib.Path,
@@ -130,8 +149,13 @@ def load_network(
     kind: str,
     input_hw: tuple[int, int],
 ) -> dict:
-    """A network's variables: `config.networks[name]` when given, else the run's own."""
-    path = config.get("networks", {}).get(name) or network_path(workdir, name)
+    """A network's variables from `network_source`."""
+    path = network_source(config, workdir, name)
+    if path is None:
+        raise ValueError(
+            f"network {name} is neither given (config.networks.{name}) nor trained in "
+            f"{workdir} (stage {_stage_of(name)} has not finished)"
+        )
     variables, _ = variables_io.load_variables(path, _template(network(config, kind), input_hw))
     return variables
 
@@ -140,10 +164,9 @@ def train_stage(config: ml_collections.ConfigDict, workdir: pathlib.Path, stage:
     """Trains one network (resuming from its checkpoints) and saves it with variables_io."""
     task, name, kind, frozen_name, _ = TRAIN_STAGES[stage]
     config = stage_config(config, stage)
-    if config.get("networks", {}).get(name):
-        return {"network": name, "given": config.networks[name]}
-    dc = data_config(config, workdir)
-    dc = pipeline.DataConfig(**{**dc.__dict__, "global_batch_size": config.train[task].batch_size})
+    if given_network(config, name):
+        return {"network": name, "given": given_network(config, name)}
+    dc = data_config(config, workdir, config.train[task].batch_size)
     input_hw = dc.crop_hw
     frozen = None
     if frozen_name is not None:
@@ -206,24 +229,19 @@ def available_networks(
     """(model, variables) of every network the config gives or a finished stage trained."""
     networks = {}
     for name in NETWORKS:
-        stage = _stage_of(name)
-        if not (config.get("networks", {}).get(name) or stage_done(workdir, stage)):
+        if network_source(config, workdir, name) is None:
             continue
+        stage = _stage_of(name)
         kind = TRAIN_STAGES[stage][2]
         cfg = stage_config(config, stage)
         networks[name] = (network(cfg, kind), load_network(cfg, workdir, name, kind, input_hw))
     return networks
 
 
-def _eval_data(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> pipeline.DataConfig:
-    dc = data_config(config, workdir)
-    return pipeline.DataConfig(**{**dc.__dict__, "global_batch_size": config.eval.batch_size})
-
-
 def evaluate_stage(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
     """The paper's tables and figures (and ours) on the test split: per-image results,
     CSV and JSON under `<workdir>/evaluate`."""
-    dc = _eval_data(config, workdir)
+    dc = data_config(config, workdir, config.eval.batch_size)
     networks = available_networks(config, workdir, dc.crop_hw)
     result = evaluate.run(
         config.eval, networks, lambda: pipeline.eval_batches(dc), workdir / "evaluate"
@@ -233,12 +251,9 @@ def evaluate_stage(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> 
 
 def report_stage(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
     """`<workdir>/report.md` (and its figures) from the saved evaluation results."""
-    dc = _eval_data(config, workdir)
-    checkpoints = {
-        name: str(config.get("networks", {}).get(name) or network_path(workdir, name))
-        for name in NETWORKS
-        if config.get("networks", {}).get(name) or stage_done(workdir, _stage_of(name))
-    }
+    dc = data_config(config, workdir, config.eval.batch_size)
+    sources = {name: network_source(config, workdir, name) for name in NETWORKS}
+    checkpoints = {name: str(path) for name, path in sources.items() if path is not None}
     context = {
         "dataset": f"{dc.name} ({dc.eval_split} split, {dc.crop_hw[0]}×{dc.crop_hw[1]} inputs)",
         "checkpoints": checkpoints,

@@ -1,5 +1,6 @@
 """Training: pmap = single device = jit/sharding, resume, preemption, frozen N, errors."""
 
+import dataclasses
 import functools
 import os
 import re
@@ -19,7 +20,7 @@ GLOBAL_BATCH = 4
 def _single_device_run(config, task, variables, frozen, n_steps):
     """The step body jitted on one device over the whole global batch (no axis name)."""
     spec = loop.task_spec(config, task, steps_per_epoch=10)
-    spec = steps.TaskSpec(**{**spec.__dict__, "model": spec.model.clone(axis_name=None)})
+    spec = dataclasses.replace(spec, model=spec.model.clone(axis_name=None))
     step = jax.jit(functools.partial(steps.train_step, spec, axis_name=None))
     state = steps.init_train_state(variables, spec.tx)
     key = jax.random.fold_in(jax.random.key(config.seed), steps.TASKS.index(task))
@@ -148,7 +149,7 @@ def test_sigterm_saves_and_resumes(tmp_path):
             _interrupting(ts.batches_from(6, GLOBAL_BATCH), 0, terminate),
             num_steps=3,
         )
-    mgr = checkpoints.manager(tmp_path / "run" / "checkpoints", save_every_steps=2)
+    mgr = checkpoints.manager(tmp_path / "run" / "checkpoints")
     assert mgr.latest_step() == 1, "the step in flight is saved before exiting"
     resumed = _train(tmp_path / "run", ts.batches_from(6, GLOBAL_BATCH), num_steps=3)
     jax.tree.map(np.testing.assert_array_equal, reference, resumed)

@@ -23,8 +23,12 @@ from mde_adv.variables_io import CheckpointError
 __all__ = ["CheckpointError", "PreemptionFlag", "fingerprint", "manager", "restore_latest", "save"]
 
 
-def manager(directory: str, *, save_every_steps: int) -> ocp.CheckpointManager:
-    """A manager under `directory` keeping the latest checkpoint and the one of lowest loss."""
+def manager(directory: str) -> ocp.CheckpointManager:
+    """A manager under `directory` keeping the latest checkpoint and the one of lowest loss.
+
+    The training loop decides when to save (every `checkpoint_every` steps, at the end and on
+    preemption) and saves with force=True, so no save interval is set here.
+    """
     policy = checkpoint_managers.AnyPreservationPolicy(
         [
             checkpoint_managers.LatestN(1),
@@ -34,7 +38,6 @@ def manager(directory: str, *, save_every_steps: int) -> ocp.CheckpointManager:
         ]
     )
     options = ocp.CheckpointManagerOptions(
-        save_interval_steps=max(1, save_every_steps),
         preservation_policy=policy,
         enable_async_checkpointing=False,
         create=True,
@@ -49,10 +52,8 @@ def save(
     state: TrainState,
     meta: dict,
     metrics: dict[str, float],
-    *,
-    force: bool = False,
 ) -> bool:
-    """Saves the host TrainState at its step (when the interval says so, or when forced)."""
+    """Saves the host TrainState at its step unless that step is already saved."""
     step = int(state.step)
     if step in mgr.all_steps():
         return False
@@ -62,7 +63,7 @@ def save(
             state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave({**meta, "step": step})
         ),
         metrics={"loss": float(metrics.get("loss", float("inf")))},
-        force=force,
+        force=True,  # the caller decides when to save
     )
 
 

@@ -94,16 +94,16 @@ def train_task(
             }
         ),
     }
-    state = steps.init_train_state(variables, spec.tx)
-    mgr = checkpoints.manager(workdir / "checkpoints", save_every_steps=tcfg.checkpoint_every)
-    restored = checkpoints.restore_latest(mgr, jax.device_get(state), expected)
+    host_state = jax.device_get(steps.init_train_state(variables, spec.tx))
+    mgr = checkpoints.manager(workdir / "checkpoints")
+    restored = checkpoints.restore_latest(mgr, host_state, expected)
     if restored is not None:
-        state, _ = restored
-        logging.info("%s: resuming at step %d", task, int(state.step))
-    start = int(state.step)
+        host_state, _ = restored
+        logging.info("%s: resuming at step %d", task, int(host_state.step))
+    start = int(host_state.step)
     key = jax.random.fold_in(jax.random.key(config.seed), steps.TASKS.index(task))
     step_fn = parallel.make_step(spec, mode)
-    device_state = parallel.replicate(state, mode)
+    device_state = parallel.replicate(host_state, mode)
     device_frozen = parallel.replicate(frozen, mode) if frozen is not None else None
     global_batch = int(tcfg.batch_size)
     metrics: dict[str, float] = {}
@@ -141,12 +141,12 @@ def train_task(
                 host_state = parallel.unreplicate(device_state, mode)
                 if not metrics:
                     metrics = parallel.host_metrics(device_metrics, mode)
-                checkpoints.save(mgr, host_state, expected, metrics, force=True)
+                checkpoints.save(mgr, host_state, expected, metrics)
             if stop:
                 mgr.wait_until_finished()
                 raise Preempted(f"{task}: preempted at step {done}; checkpoint saved in {workdir}")
     mgr.wait_until_finished()
-    host_state = parallel.unreplicate(device_state, mode)
+    # The last step always saves, so host_state is the final state (or the restored one).
     return {"params": host_state.params, "batch_stats": host_state.batch_stats}
 
 

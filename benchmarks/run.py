@@ -1,27 +1,28 @@
-"""Throughput of the library's hot paths, written as a markdown table and JSON.
+"""The benchmark suite: the library's hot paths against eager PyTorch and the machine's peak.
 
-  python -m benchmarks.run --setting paper --batch 1 8 --what forward attack train
-  python -m benchmarks.run --setting default --what all --out benchmarks/results
+  python -m benchmarks.run                                   # default setting, batch 1 and 8
+  python -m benchmarks.run --setting paper --batch 1 2       # N, G of the paper at 228×304
+  python -m benchmarks.run --dtype bfloat16 --baseline none  # the bfloat16 compute path
+  python -m benchmarks.run --fast                            # CI: everything once, tiny
 
-Each timing is the median of `--repeats` runs after one warm-up run; the compile time of each
-jitted function is reported separately. Settings: `paper` (N = ResNet-50, G = DRN-D-22 at
-228×304) and `default` (configs/default.py's networks and input size).
+For each setting × batch: N and G forward, FGSM, IFGSM-10, a 4-ε IFGSM-10 sweep, and the train
+steps of N, G and G_adv (with IFGSM-10 on every example), each as the median of `--repeats`
+runs after one warm-up run. Beside each: the same work in eager PyTorch (benchmarks/torch_work.py)
+and the ratio PyTorch time / JAX time (> 1: JAX is faster), compile time, XLA's FLOP count,
+achieved FLOP/s against the measured peak (benchmarks/peak.py) and XLA's peak memory.
+`--devices 1 2` adds the train step of N data-parallel (pmap) over 1 and 2 devices (child
+processes with XLA's host-device count set). Writes <out>/<name>.md and .json.
 """
 
 import argparse
 import json
+import os
 import pathlib
 import platform
 import statistics
+import subprocess
+import sys
 import time
-
-import jax
-import jax.numpy as jnp
-import ml_collections
-import numpy as np
-
-from mde_adv import attacks, models
-from mde_adv.train import loop, parallel, steps
 
 SETTINGS = {
     "paper": dict(
@@ -34,160 +35,197 @@ SETTINGS = {
         saliency_net=dict(encoder="drn_d_22", width=0.25),
         input_hw=(56, 76),
     ),
+    "tiny": dict(  # configs/smoke.py's networks: CI's fast mode
+        depth_net=dict(encoder="resnet18", width=0.125),
+        saliency_net=dict(encoder="drn_d_22", width=0.125),
+        input_hw=(32, 40),
+    ),
 }
-WHAT = ("forward", "attack", "train")
+GROUPS = ("forward", "attack", "sweep", "train")
+HOST_DEVICES_FLAG = "--xla_force_host_platform_device_count"
 
 
-def _time(fn, repeats: int) -> tuple[float, float]:
-    """(compile+first-run seconds, median seconds of `repeats` later runs)."""
-    t0 = time.perf_counter()
-    jax.block_until_ready(fn())
-    first = time.perf_counter() - t0
-    runs = []
+def median_seconds(run, prepare, repeats: int) -> float:
+    """Median wall time of run(prepare()) over `repeats` runs after one warm-up run."""
+    run(prepare())
+    times = []
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn())
-        runs.append(time.perf_counter() - t0)
-    return first, statistics.median(runs)
+        args = prepare()
+        start = time.perf_counter()
+        run(args)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
-def _row(what: str, batch: int, dtype: str, first: float, median: float) -> dict:
-    return dict(
-        what=what,
-        batch=batch,
-        dtype=dtype,
-        seconds=median,
-        images_per_s=batch / median,
-        compile_s=first - median,
-    )
+def measure(setting_name: str, size: int, dtype: str, groups, repeats: int, baseline: str):
+    """Rows for one setting and batch size."""
+    import jax
 
+    from benchmarks import jax_work
 
-def _networks(setting: dict, dtype: str):
-    n = models.depth_net({**setting["depth_net"], "dtype": dtype})
-    g = models.saliency_net({**setting["saliency_net"], "dtype": dtype})
-    key = jax.random.key(0, impl="rbg")
-    hw = setting["input_hw"]
-    return n, models.init_variables(n, key, hw), g, models.init_variables(g, key, hw)
+    setting = SETTINGS[setting_name]
+    jobs = jax_work.work(setting, size, dtype, groups)
+    torch_jobs = {}
+    if baseline == "torch":
+        from benchmarks import torch_work
 
-
-def _batch(batch: int, hw) -> tuple[jax.Array, jax.Array]:
-    rng = np.random.default_rng(0)
-    x = jnp.asarray(rng.normal(size=(batch, *hw, 3)), jnp.float32)
-    y = jnp.asarray(rng.uniform(1, 8, size=(batch, hw[0] // 2, hw[1] // 2, 1)), jnp.float32)
-    return x, y
-
-
-def bench_forward(setting, batch, dtype, repeats):
-    n, nv, g, gv = _networks(setting, dtype)
-    x, _ = _batch(batch, setting["input_hw"])
+        x, y = jax_work.batch(size, setting["input_hw"])
+        train = jax_work.baseline_train_settings(
+            jax_work.train_config(setting, size, "float32"), size
+        )
+        torch_jobs = torch_work.work(setting, x, y, train)
     rows = []
-    for name, model, variables in (("N forward", n, nv), ("G forward", g, gv)):
-        fn = jax.jit(lambda v, x, m=model: m.apply(v, x, train=False))
-        first, med = _time(lambda fn=fn, v=variables: fn(v, x), repeats)
-        rows.append(_row(name, batch, dtype, first, med))
+    for name, job in jobs.items():
+        seconds = median_seconds(job.run, job.prepare, repeats)
+        row = dict(
+            setting=setting_name,
+            what=name,
+            batch=size,
+            dtype=dtype,
+            devices=jax.device_count(),
+            seconds=seconds,
+            images_per_s=size / seconds,
+            compile_s=job.compile_s,
+            gflop=None if job.flops is None else job.flops / 1e9,
+            gflop_per_s=None if job.flops is None else job.flops / seconds / 1e9,
+            memory_mb=None if job.memory_bytes is None else job.memory_bytes / 2**20,
+            torch_seconds=None,
+            torch_over_jax=None,
+        )
+        if name in torch_jobs:
+            torch_s = median_seconds(lambda _, f=torch_jobs[name]: f(), lambda: None, repeats)
+            row.update(torch_seconds=torch_s, torch_over_jax=torch_s / seconds)
+        print(json.dumps(row), flush=True)
+        rows.append(row)
     return rows
 
 
-def bench_attack(setting, batch, dtype, repeats):
-    n, nv, _, _ = _networks(setting, dtype)
-    x, y = _batch(batch, setting["input_hw"])
-    predict = jax.tree_util.Partial(lambda v, z: n.apply(v, z, train=False), nv)
+def with_host_devices(xla_flags: str, count: int) -> str:
+    """XLA_FLAGS with the host device count set to `count` (any earlier setting dropped)."""
+    kept = [f for f in xla_flags.split() if not f.startswith(HOST_DEVICES_FLAG)]
+    return " ".join([*kept, f"{HOST_DEVICES_FLAG}={count}"])
+
+
+def device_scaling(setting_name: str, size: int, repeats: int, counts) -> list[dict]:
+    """The N train step under pmap over k host devices, one child process per k."""
     rows = []
-    for name, config, steps_ in (
-        ("FGSM", attacks.AttackConfig(method="fgsm"), 1),
-        ("IFGSM-10", attacks.AttackConfig(method="ifgsm", t_max=10), 10),
-    ):
-        fn = lambda c=config, s=steps_: attacks.attack(predict, x, y, eps=0.1, steps=s, config=c)
-        first, med = _time(fn, repeats)
-        rows.append(_row(name, batch, dtype, first, med))
+    for k in counts:
+        env = dict(os.environ, XLA_FLAGS=with_host_devices(os.environ.get("XLA_FLAGS", ""), k))
+        command = [sys.executable, "-m", "benchmarks.run", "--scaling_child", setting_name,
+                   str(size), str(repeats)]  # fmt: skip
+        out = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+        if out.returncode != 0:
+            raise RuntimeError(f"device-scaling child with {k} devices failed:\n{out.stderr}")
+        rows += [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
     return rows
 
 
-def _train_config(setting, batch, dtype) -> ml_collections.ConfigDict:
-    from configs import default
+def scaling_child(setting_name: str, size: int, repeats: int) -> None:
+    import jax
 
-    c = default.get_config()
-    c.depth_net = {**setting["depth_net"], "dtype": dtype}
-    c.saliency_net = {**setting["saliency_net"], "dtype": dtype}
-    c.parallel.mode = "jit"
-    for task in c.train:
-        c.train[task].batch_size = batch
-    return c
+    from benchmarks import jax_work
 
-
-def bench_train(setting, batch, dtype, repeats):
-    config = _train_config(setting, batch, dtype)
-    _, nv, _, gv = _networks(setting, dtype)
-    x, y = _batch(batch, setting["input_hw"])
-    data = parallel.shard_batch({"image": np.asarray(x), "depth": np.asarray(y)}, "jit")
-    rows = []
-    for task, variables, frozen in (
-        ("depth", nv, None),
-        ("saliency", gv, nv),
-        ("saliency_adv", gv, nv),
-    ):
-        spec = loop.task_spec(config, task, steps_per_epoch=100)
-        step = parallel.make_step(spec, "jit")
-        state = parallel.replicate(steps.init_train_state(variables, spec.tx), "jit")
-        frozen_d = parallel.replicate(frozen, "jit") if frozen is not None else None
-        key = jax.random.key(0)
-        holder = [state]
-
-        def run(step=step, frozen_d=frozen_d, key=key, holder=holder):
-            holder[0], metrics = step(holder[0], data, frozen_d, key)
-            return metrics
-
-        first, med = _time(run, repeats)
-        rows.append(_row(f"train step {task}", batch, dtype, first, med))
-    return rows
+    setting = SETTINGS[setting_name]
+    _, nv, _, _ = jax_work.networks(setting, "float32")
+    x, y = jax_work.batch(size, setting["input_hw"])
+    config = jax_work.train_config(setting, size, "float32", mode="pmap")
+    job = jax_work.train_job(config, "depth", nv, None, x, y)
+    seconds = median_seconds(job.run, job.prepare, repeats)
+    row = dict(setting=setting_name, what="train step N (pmap)", batch=size, dtype="float32",
+               devices=jax.device_count(), seconds=seconds, images_per_s=size / seconds,
+               compile_s=job.compile_s)  # fmt: skip
+    print(json.dumps(row), flush=True)
 
 
-def to_markdown(rows: list[dict], header: str) -> str:
+def _fmt(value, spec: str) -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def to_markdown(rows: list[dict], peaks: dict[str, float], header: str) -> str:
     lines = [
         header,
         "",
-        "| what | batch | dtype | s/call | images/s | compile s |",
-        "|---|---:|---|---:|---:|---:|",
+        f"Peak (median of a jitted 4096² matmul on this machine): float32 "
+        f"{peaks['float32'] / 1e9:.0f} GFLOP/s, bfloat16 {peaks['bfloat16'] / 1e9:.0f} GFLOP/s.",
+        "",
+        "| setting | what | batch | dtype | dev | JAX s/call | JAX img/s | PyTorch s/call "
+        "| PyTorch / JAX | compile s | GFLOP/call | GFLOP/s | % peak | XLA peak MB |",
+        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
+        rate = r.get("gflop_per_s")
+        share = None if rate is None else 100 * rate * 1e9 / peaks[r["dtype"]]
+        torch_s = _fmt(r.get("torch_seconds"), ".4g")
         lines.append(
-            f"| {r['what']} | {r['batch']} | {r['dtype']} | {r['seconds']:.3f} | "
-            f"{r['images_per_s']:.2f} | {r['compile_s']:.1f} |"
+            f"| {r['setting']} | {r['what']} | {r['batch']} | {r['dtype']} | {r['devices']} "
+            f"| {r['seconds']:.4g} | {r['images_per_s']:.3g} | {torch_s} "
+            f"| {_fmt(r.get('torch_over_jax'), '.2f')} | {r['compile_s']:.1f} "
+            f"| {_fmt(r.get('gflop'), '.3g')} | {_fmt(rate, '.0f')} | {_fmt(share, '.0f')} "
+            f"| {_fmt(r.get('memory_mb'), '.0f')} |"
         )
     return "\n".join(lines) + "\n"
 
 
-def main(argv=None) -> None:
+def parse(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--setting", choices=sorted(SETTINGS), default="default")
+    parser.add_argument("--setting", nargs="+", choices=sorted(SETTINGS), default=["default"])
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
-    parser.add_argument("--what", nargs="+", choices=[*WHAT, "all"], default=["all"])
+    parser.add_argument("--what", nargs="+", choices=[*GROUPS, "all"], default=["all"])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--baseline", choices=["torch", "none"], default="torch")
+    parser.add_argument("--devices", type=int, nargs="*", default=[], help="e.g. 1 2: scaling")
+    parser.add_argument("--fast", action="store_true", help="CI: tiny, batch 2, once, devices 1 2")
+    parser.add_argument("--name", default=None, help="output file stem (default: from the args)")
     parser.add_argument("--out", default="benchmarks/results")
+    parser.add_argument("--scaling_child", nargs=3, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    what = WHAT if "all" in args.what else tuple(args.what)
-    setting = SETTINGS[args.setting]
+    if args.fast:
+        args.setting, args.batch, args.repeats, args.devices = ["tiny"], [2], 1, [1, 2]
+    if min(args.batch) < 1 or args.repeats < 1:
+        parser.error(f"--batch and --repeats must be >= 1, got {args.batch}, {args.repeats}")
+    return args
+
+
+def main(argv=None) -> None:
+    args = parse(argv)
+    if args.scaling_child:
+        name, size, repeats = args.scaling_child
+        scaling_child(name, int(size), int(repeats))
+        return
+    import jax
+
+    from benchmarks import peak
+
+    groups = GROUPS if "all" in args.what else tuple(args.what)
+    peaks = peak.measured_peaks()
     rows = []
-    for batch in args.batch:
-        for w in what:
-            new = globals()[f"bench_{w}"](setting, batch, args.dtype, args.repeats)
-            for r in new:
-                print(json.dumps(r), flush=True)
-            rows += new
+    for setting_name in args.setting:
+        for size in args.batch:
+            rows += measure(setting_name, size, args.dtype, groups, args.repeats, args.baseline)
+        if args.devices:
+            rows += device_scaling(setting_name, max(args.batch), args.repeats, args.devices)
+    stem = args.name or (
+        f"{'-'.join(args.setting)}_{args.dtype}_b{'-'.join(map(str, args.batch))}"
+        + ("_fast" if args.fast else "")
+    )
+    header = (
+        f"## {', '.join(args.setting)}: {jax.devices()[0].platform} "
+        f"({platform.processor() or platform.machine()}, {os.cpu_count()} cores), jax "
+        f"{jax.__version__}; median of {args.repeats} after warm-up"
+    )
+    table = to_markdown(rows, peaks, header)
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    batches = "-".join(str(b) for b in args.batch)
-    stem = f"{args.setting}_{args.dtype}_{'-'.join(what)}_b{batches}"
-    header = (
-        f"## {args.setting} setting ({setting['input_hw'][0]}×{setting['input_hw'][1]}, "
-        f"{setting['depth_net']['encoder']} / {setting['saliency_net']['encoder']}), "
-        f"{jax.devices()[0].platform} ({platform.processor() or platform.machine()}, "
-        f"{jax.device_count()} device(s)), median of {args.repeats} after warm-up"
-    )
-    (out / f"{stem}.md").write_text(to_markdown(rows, header))
-    (out / f"{stem}.json").write_text(json.dumps(rows, indent=2))
-    print(to_markdown(rows, header))
+    result = dict(peaks_flop_per_s=peaks, rows=rows, argv=sys.argv[1:])
+    for path, text in (
+        (out / f"{stem}.json", json.dumps(result, indent=2)),
+        (out / f"{stem}.md", table),
+    ):
+        partial = path.with_suffix(path.suffix + ".partial")
+        partial.write_text(text)
+        partial.replace(path)  # never a half-written table
+    print(table)
 
 
 if __name__ == "__main__":

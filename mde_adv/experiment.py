@@ -197,7 +197,7 @@ def train_stage(config: ml_collections.ConfigDict, workdir: pathlib.Path, stage:
 def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> None:
     """Runs the stages listed in `config.stages` (default: all), skipping finished ones."""
     parallel.initialize_distributed(config)
-    workdir = pathlib.Path(workdir)
+    workdir = pathlib.Path(workdir).absolute()
     workdir.mkdir(parents=True, exist_ok=True)
     if jax.process_index() == 0:
         (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))

@@ -531,3 +531,15 @@ def test_bad_eps_sweep_values(eps_values, match):
 def test_describe_names_the_eps_space():
     line = attacks.AttackConfig(space="pixel", norm="l2").describe()
     assert "eps_space=pixel" in line and "l2" in line and "alpha=default" in line
+
+
+@pytest.mark.parametrize("method", ["ifgsm", "pgd", "mifgsm"])
+def test_zero_steps_leave_the_example_unchanged(method):
+    x, y = images(30), depths(31)
+    keys = attacks.example_keys(jax.random.key(4), BATCH)
+    x_adv = attacks.attack_traced(
+        PREDICT, x, y, eps=0.2, steps=np.array([0, 3, 0]), keys=keys, config=config(method=method)
+    )
+    np.testing.assert_array_equal(x_adv[0], x[0])
+    np.testing.assert_array_equal(x_adv[2], x[2])
+    assert np.abs(np.asarray(x_adv[1]) - x[1]).max() > 0.1

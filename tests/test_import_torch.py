@@ -27,9 +27,9 @@ MASK_LOGIT_GAIN = 30.0  # scales G's last conv so that the random mask is not fl
 
 @pytest.fixture(scope="module")
 def reference(torch_module):
-    """tests/torch_reference.py, imported only where torch is present."""
+    """mde_adv/torch_reference.py, imported only where torch is present."""
     del torch_module
-    import torch_reference
+    from mde_adv import torch_reference
 
     return torch_reference
 

@@ -1,5 +1,6 @@
 """Shared layers of N and G: align-corners resize, PyTorch BatchNorm, up-projection."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,7 +10,7 @@ from hypothesis import strategies as st
 from jax.sharding import Mesh, PartitionSpec
 
 from mde_adv.models import UpProjection, resize_bilinear_align_corners
-from mde_adv.models.layers import batch_norm
+from mde_adv.models.layers import batch_norm, conv_nhwc, max_pool
 
 # (input H×W, output h×w): the spec's non-integer ratios, down-sizing, size 1, identity.
 RESIZE_CASES = [
@@ -213,3 +214,63 @@ def test_up_projection_variables_shapes_and_relu_output():
     out = module.apply(variables, x, (9, 11), train=False)
     assert out.shape == (2, 9, 11, 7)
     assert float(out.min()) >= 0.0 and float(out.max()) > 0.0
+
+
+def _lax_conv(x, kernel, stride, dilation, pad):
+    return jax.lax.conv_general_dilated(
+        x,
+        kernel,
+        (stride, stride),
+        ((pad, pad), (pad, pad)),
+        rhs_dilation=(dilation, dilation),
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+    )
+
+
+@pytest.mark.parametrize(
+    "size, stride, dilation, hw",
+    [(3, 1, 1, (9, 11)), (3, 2, 1, (9, 11)), (3, 2, 1, (10, 8)), (3, 1, 2, (9, 7)),
+     (3, 1, 4, (12, 13)), (1, 2, 1, (7, 9)), (7, 2, 1, (13, 10)), (5, 1, 1, (6, 5))],
+)  # fmt: skip
+def test_conv_values_and_both_gradients_equal_lax(size, stride, dilation, hw):
+    pad = dilation * (size - 1) // 2
+    x = jax.random.normal(jax.random.key(0), (2, *hw, 3))
+    kernel = jax.random.normal(jax.random.key(1), (size, size, 3, 4))
+    probe = jax.random.normal(jax.random.key(2), _lax_conv(x, kernel, stride, dilation, pad).shape)
+
+    def objective(conv):
+        return lambda x, k: jnp.sum(probe * jnp.sin(conv(x, k, stride, dilation, pad)))
+
+    ours = jax.value_and_grad(objective(conv_nhwc), argnums=(0, 1))(x, kernel)
+    reference = jax.value_and_grad(objective(_lax_conv), argnums=(0, 1))(x, kernel)
+    for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(reference), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_conv_input_gradient_inside_a_loop_equals_outside():
+    x = jax.random.normal(jax.random.key(3), (1, 9, 8, 2))
+    kernel = jax.random.normal(jax.random.key(4), (3, 3, 2, 2))
+    grad = jax.grad(lambda x: jnp.sum(conv_nhwc(x, kernel, 2, 1, 1) ** 2))
+    looped = jax.lax.fori_loop(0, 2, lambda _, z: grad(z), x)
+    np.testing.assert_allclose(looped, grad(grad(x)), rtol=1e-5)
+
+
+def test_bfloat16_conv_gradient_keeps_the_dtype():
+    x = jnp.ones((1, 6, 6, 2), jnp.bfloat16)
+    kernel = jnp.ones((3, 3, 2, 2), jnp.bfloat16)
+    dx, dk = jax.grad(lambda x, k: jnp.sum(conv_nhwc(x, k, 2, 1, 1)), argnums=(0, 1))(x, kernel)
+    assert dx.dtype == dk.dtype == jnp.bfloat16
+    reference = jax.grad(lambda x, k: jnp.sum(_lax_conv(x, k, 2, 1, 1)), argnums=(0, 1))(x, kernel)
+    np.testing.assert_array_equal(dx.astype(np.float32), reference[0].astype(np.float32))
+    np.testing.assert_array_equal(dk.astype(np.float32), reference[1].astype(np.float32))
+
+
+@pytest.mark.parametrize("hw", [(8, 10), (9, 7), (5, 5)])
+def test_max_pool_equals_flax_in_values_and_gradient(hw):
+    x = jax.random.normal(jax.random.key(5), (2, *hw, 3))  # continuous: no ties
+    flax_pool = lambda z: nn.max_pool(z, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+    np.testing.assert_array_equal(max_pool(x), flax_pool(x))
+    probe = jax.random.normal(jax.random.key(6), max_pool(x).shape)
+    ours = jax.grad(lambda z: jnp.sum(probe * max_pool(z)))(x)
+    reference = jax.grad(lambda z: jnp.sum(probe * flax_pool(z)))(x)
+    np.testing.assert_allclose(ours, reference, rtol=1e-6)

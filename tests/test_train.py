@@ -3,6 +3,7 @@
 import dataclasses
 import functools
 import os
+import pathlib
 import re
 import signal
 
@@ -153,6 +154,12 @@ def test_sigterm_saves_and_resumes(tmp_path):
     assert mgr.latest_step() == 1, "the step in flight is saved before exiting"
     resumed = _train(tmp_path / "run", ts.batches_from(6, GLOBAL_BATCH), num_steps=3)
     jax.tree.map(np.testing.assert_array_equal, reference, resumed)
+
+
+def test_a_relative_workdir_checkpoints_and_resumes(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # as the README's `--workdir runs/default`
+    _train(pathlib.Path("runs") / "relative", ts.batches_from(9, GLOBAL_BATCH), num_steps=1)
+    assert checkpoints.manager("runs/relative/checkpoints").latest_step() == 1
 
 
 def test_incompatible_checkpoint_is_a_clear_error(tmp_path):

@@ -3,16 +3,19 @@ and T in one compiled loop. Used alike by training (`attack_traced` inside a jit
 evaluation (`attack`, `eps_sweep`: validated and jitted).
 
 The attacked function is any `predict_fn(x[B,H,W,3] normalised) -> depth[B,h,w,1]` (N, the
-pipeline x ↦ N(x ⊗ G(x)), ...). It is called per example, `predict_fn(x_i[None])[0]`, under
-vmap, so one example's result never depends on its batch-mates (models must be in inference
-mode). Example i takes T_i steps of (Eq. 1, for ℓ∞ and the default α of ifgsm)
+pipeline x ↦ N(x ⊗ G(x)), ...) that treats examples independently (models in inference
+mode). Each iteration is ONE batched forward and backward pass: the gradient of the summed
+per-example losses w.r.t. the batched δ, whose row i is ∇_{δ_i} ℓ_i because example i's
+prediction does not depend on δ_j for j ≠ i. Example i takes T_i steps of (Eq. 1, for ℓ∞ and
+the default α of ifgsm)
 
     δ ← Clip_box(Proj_ε(m ⊙ (δ + α·step(∇_δ ℓ))))
 
 where step is sign(·) (ℓ∞) or ·/‖·‖₂ (ℓ2), m is the optional region mask (also applied to the
 gradient), Proj_ε the projection onto the ε-ball, Clip_box the [0, 1] clip of pixel space;
-x_adv = x + δ in normalised units. The loop always runs t_max iterations; example i stops
-changing after T_i, so new ε or T values never recompile.
+x_adv = x + δ in normalised units. The loop (a while_loop) runs max_i T_i iterations, example i
+stops changing after T_i, and T_i = 0 leaves example i unchanged; ε and T are traced values,
+so new ones never recompile.
 """
 
 import functools
@@ -39,39 +42,44 @@ def step_size(config: AttackConfig, eps: jax.Array, steps: jax.Array) -> jax.Arr
     if config.method == "fgsm":
         return eps
     if config.method == "pgd":
-        return 2.5 * eps / steps
+        return 2.5 * eps / jnp.maximum(steps, 1.0)
     if config.method == "mifgsm":
-        return eps / steps
-    return jnp.asarray(1.0, jnp.float32)
+        return eps / jnp.maximum(steps, 1.0)
+    return jnp.ones_like(eps)
 
 
-def _attack_example(
+def _per_example(fn, *args):
+    """fn applied to each example of batched args (None args stay None)."""
+    return jax.vmap(fn)(*args)
+
+
+def _attack_batch(
     predict_fn: PredictFn,
     config: AttackConfig,
     x: jax.Array,
     y: jax.Array | None,
     eps: jax.Array,
     steps: jax.Array,
-    key: jax.Array | None,
+    keys: jax.Array | None,
     region: jax.Array | None,
 ) -> jax.Array:
-    """The attack on ONE example x[H,W,3] (normalised) with scalar eps and steps."""
+    """The attack on a batch x[B,H,W,3] (normalised) with eps f32[B] and steps int32[B]."""
     loss_fn = attack_loss(config.loss)
-
-    def predict_one(image):
-        return predict_fn(image[None])[0]
-
-    reference = jax.lax.stop_gradient(predict_one(x)) if config.target == "clean_prediction" else y
+    if config.target == "clean_prediction":
+        reference = jax.lax.stop_gradient(predict_fn(x))
+    else:
+        reference = y
     reference = config.target_scale * reference
     direction_sign = -1.0 if config.targeted else 1.0
 
     def objective(delta):
-        depth = predict_one(x + spaces.to_normalised(delta, config.space))
-        return direction_sign * loss_fn(depth[None], reference[None])[0]
+        """Σ_i ±ℓ_i(δ_i): its gradient's row i is ±∇ℓ_i(δ_i) (examples are independent)."""
+        depth = predict_fn(x + spaces.to_normalised(delta, config.space))
+        return direction_sign * jnp.sum(loss_fn(depth, reference))
 
     box = spaces.pixel_box(x) if config.space == "pixel" else None
 
-    def constrain(delta):
+    def constrain_one(delta, eps, box, region):
         if region is not None:
             delta = delta * region
         delta = geometry.project(delta, eps, config.norm)
@@ -79,27 +87,39 @@ def _attack_example(
             delta = jnp.clip(delta, *box)
         return delta
 
-    alpha = step_size(config, eps, steps.astype(jnp.float32))
+    def constrain(delta):
+        return _per_example(constrain_one, delta, eps, box, region)
+
+    def step_direction(direction):
+        return _per_example(lambda d: geometry.step_direction(d, config.norm), direction)
+
+    alpha = jnp.broadcast_to(step_size(config, eps, steps.astype(jnp.float32)), eps.shape)
+    alpha = alpha[:, None, None, None]
     zeros = jnp.zeros_like(x)
     delta = zeros
     if config.random_start:
-        delta = constrain(geometry.random_start(key, x.shape, eps, config.norm))
+        start = lambda key, e: geometry.random_start(key, x.shape[1:], e, config.norm)
+        delta = constrain(_per_example(start, keys, eps))
+        delta = jnp.where((steps > 0)[:, None, None, None], delta, 0.0)
 
-    def body(t, carry):
-        delta, velocity = carry
+    def body(carry):
+        t, delta, velocity = carry
         gradient = jax.grad(objective)(delta)
         if region is not None:
             gradient = gradient * region
         if config.method == "mifgsm":
-            new_velocity = config.momentum * velocity + geometry.l1_normalise(gradient)
+            normalised = _per_example(geometry.l1_normalise, gradient)
+            new_velocity = config.momentum * velocity + normalised
             direction = new_velocity
         else:
             new_velocity, direction = velocity, gradient
-        new_delta = constrain(delta + alpha * geometry.step_direction(direction, config.norm))
-        active = t < steps
-        return jnp.where(active, new_delta, delta), jnp.where(active, new_velocity, velocity)
+        new_delta = constrain(delta + alpha * step_direction(direction))
+        active = (t < steps)[:, None, None, None]
+        velocity = jnp.where(active, new_velocity, velocity)
+        return t + 1, jnp.where(active, new_delta, delta), velocity
 
-    delta, _ = jax.lax.fori_loop(0, config.t_max, body, (delta, zeros))
+    last = jnp.minimum(jnp.max(steps), config.t_max)
+    _, delta, _ = jax.lax.while_loop(lambda c: c[0] < last, body, (0, delta, zeros))
     return x + spaces.to_normalised(delta, config.space)
 
 
@@ -119,8 +139,9 @@ def attack_traced(
     x: f32[B,H,W,3] normalised images. y: f32[B,h,w,1] depth in metres (ground truth, or the
     target map of a targeted attack; another size is resized to the prediction's; NaN pixels
     are ignored), None when config.target == 'clean_prediction'. eps: f32[B] or scalar radius
-    in config.space units. steps: int32[B] or scalar T, 1 ≤ T ≤ config.t_max (not checked
-    here). keys: one PRNG key per example ([B] typed or [B, 2] raw), needed for
+    in config.space units. steps: int32[B] or scalar T, 0 ≤ T ≤ config.t_max (not checked
+    here; T = 0 returns the example unchanged, e.g. the clean half of Algorithm 1's batch).
+    keys: one PRNG key per example ([B] typed or [B, 2] raw), needed for
     random_start. region_mask: f32[B,H,W,1] in [0, 1] restricting δ to a region.
     """
     if not isinstance(config, AttackConfig):
@@ -138,8 +159,8 @@ def attack_traced(
     eps = jnp.broadcast_to(jnp.asarray(eps, jnp.float32), (batch,))
     steps = jnp.broadcast_to(jnp.asarray(steps, jnp.int32), (batch,))
     keys = keys if config.random_start else None
-    one = functools.partial(_attack_example, predict_fn, config)
-    x_adv = jax.vmap(one)(x, y, eps, steps, keys, region_mask)
+    x_adv = _attack_batch(predict_fn, config, x, y, eps, steps, keys, region_mask)
+    chex.assert_equal_shape([x_adv, x])
     return jax.lax.stop_gradient(x_adv)
 
 

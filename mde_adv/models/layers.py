@@ -66,6 +66,115 @@ def resize_bilinear_align_corners(x: jax.Array, size: tuple[int, int]) -> jax.Ar
     return resized.astype(x.dtype)
 
 
+def max_pool(x: jax.Array, window: int = 3, stride: int = 2, padding: int = 1) -> jax.Array:
+    """Max pooling of x[B, H, W, C] (PyTorch's MaxPool2d with -inf padding), as the maximum of
+    window² strided slices.
+
+    Same values as `flax.linen.max_pool`; its gradient is elementwise selects instead of XLA's
+    select-and-scatter, which runs ~30× slower than the forward pass on CPU. A tie splits the
+    gradient between the tied inputs (PyTorch routes it to one); ResNet pools after a ReLU,
+    whose gradient at the only likely tie value, 0, is 0 either way.
+    """
+    chex.assert_rank(x, 4)
+    _, height, width, _ = x.shape
+    out_h = (height + 2 * padding - window) // stride + 1
+    out_w = (width + 2 * padding - window) // stride + 1
+    pad = ((0, 0), (padding, padding), (padding, padding), (0, 0))
+    padded = jnp.pad(x, pad, constant_values=-jnp.inf)
+    pooled = None
+    for dy in range(window):
+        for dx in range(window):
+            piece = padded[
+                :,
+                dy : dy + stride * (out_h - 1) + 1 : stride,
+                dx : dx + stride * (out_w - 1) + 1 : stride,
+            ]
+            pooled = piece if pooled is None else jnp.maximum(pooled, piece)
+    return pooled
+
+
+_NHWC = ("NHWC", "HWIO", "NHWC")
+
+
+def _conv(x: jax.Array, kernel: jax.Array, stride: int, dilation: int, pad: int) -> jax.Array:
+    return jax.lax.conv_general_dilated(
+        x,
+        kernel,
+        (stride, stride),
+        ((pad, pad), (pad, pad)),
+        rhs_dilation=(dilation, dilation),
+        dimension_numbers=_NHWC,
+    )
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def conv_nhwc(x: jax.Array, kernel: jax.Array, stride: int, dilation: int, pad: int) -> jax.Array:
+    """2-D convolution y[B,h,w,O] of x[B,H,W,I] with kernel[k,k,I,O], symmetric zero padding.
+
+    Same values and gradients as `lax.conv_general_dilated`. The input gradient is computed
+    with an explicitly flipped and transposed kernel ([k,k,O,I], kept in that layout by an
+    optimisation barrier). Without it XLA:CPU folds the transpose into the convolution's
+    dimension labels and, inside a while loop (every attack), runs that convolution on a slow
+    generic path, about 3× slower than the same convolution outside a loop.
+    """
+    return _conv(x, kernel, stride, dilation, pad)
+
+
+def _conv_forward(x, kernel, stride, dilation, pad):
+    return _conv(x, kernel, stride, dilation, pad), (x, kernel)
+
+
+def _conv_backward(stride, dilation, pad, residuals, cotangent):
+    x, kernel = residuals
+    size = kernel.shape[0]
+    flipped = jnp.transpose(jnp.flip(kernel, (0, 1)), (0, 1, 3, 2))
+    flipped = jax.lax.optimization_barrier(flipped)
+    low = dilation * (size - 1) - pad
+    padding = [
+        (low, x.shape[axis] - (cotangent.shape[axis] - 1) * stride - 1 + pad) for axis in (1, 2)
+    ]
+    dx = jax.lax.conv_general_dilated(
+        cotangent,
+        flipped,
+        (1, 1),
+        padding,
+        lhs_dilation=(stride, stride),
+        rhs_dilation=(dilation, dilation),
+        dimension_numbers=_NHWC,
+    )
+    _, kernel_vjp = jax.vjp(lambda k: _conv(x, k, stride, dilation, pad), kernel)
+    return dx.astype(x.dtype), kernel_vjp(cotangent)[0]
+
+
+conv_nhwc.defvjp(_conv_forward, _conv_backward)
+
+
+class Conv2d(nn.Module):
+    """Square conv with PyTorch's padding; parameters 'kernel' f32[k,k,I,O] (and 'bias' f32[O])
+    as `flax.linen.Conv`, computed in `dtype` by `conv_nhwc`."""
+
+    features: int
+    kernel_size: int
+    stride: int = 1
+    dilation: int = 1
+    use_bias: bool = False
+    dtype: Dtype = jnp.float32
+    kernel_init: nn.initializers.Initializer = ENCODER_KERNEL_INIT
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        shape = (self.kernel_size, self.kernel_size, x.shape[-1], self.features)
+        kernel = self.param("kernel", self.kernel_init, shape, jnp.float32)
+        pad = self.dilation * (self.kernel_size - 1) // 2
+        y = conv_nhwc(
+            x.astype(self.dtype), kernel.astype(self.dtype), self.stride, self.dilation, pad
+        )
+        if self.use_bias:
+            bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
+            y = y + bias.astype(self.dtype)
+        return y
+
+
 def conv2d(
     features: int,
     kernel_size: int,
@@ -76,22 +185,19 @@ def conv2d(
     dtype: Dtype = jnp.float32,
     kernel_init: nn.initializers.Initializer = ENCODER_KERNEL_INIT,
     name: str | None = None,
-) -> nn.Conv:
+) -> Conv2d:
     """Square conv padded as in PyTorch: symmetric pad dilation·(k−1)/2 (7×7 → 3, 3×3 → dilation).
 
     Bias-free by default (every conv of N and G except the last of R and of G; biases start at
     zero); float32 params, `dtype` compute.
     """
-    pad = dilation * (kernel_size - 1) // 2
-    return nn.Conv(
+    return Conv2d(
         features,
-        (kernel_size, kernel_size),
-        strides=stride,
-        padding=((pad, pad), (pad, pad)),
-        kernel_dilation=dilation,
+        kernel_size,
+        stride=stride,
+        dilation=dilation,
         use_bias=use_bias,
         dtype=dtype,
-        param_dtype=jnp.float32,
         kernel_init=kernel_init,
         name=name,
     )

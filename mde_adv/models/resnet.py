@@ -11,7 +11,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from mde_adv.models.layers import Dtype, batch_norm, conv2d, scaled_channels
+from mde_adv.models.layers import Dtype, batch_norm, conv2d, max_pool, scaled_channels
 
 
 def _shortcut(x: jax.Array, out_channels: int, stride: int, conv, norm) -> jax.Array:
@@ -127,7 +127,7 @@ class ResNetEncoder(nn.Module):
         block, counts = _layout(self.arch)
         x = conv2d(scaled_channels(64, self.width), 7, stride=2, dtype=self.dtype, name="conv1")(x)
         x = batch_norm(train=train, axis_name=self.axis_name, dtype=self.dtype, name="bn1")(x)
-        x = nn.max_pool(nn.relu(x), (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+        x = max_pool(nn.relu(x), window=3, stride=2, padding=1)
         blocks = []
         for level, (planes, count) in enumerate(zip(RESNET_PLANES, counts, strict=True), start=1):
             x = residual_stage(

@@ -8,6 +8,7 @@ temporary directory and renames it when complete, so an interrupted save is neve
 """
 
 import json
+import os
 import signal
 import threading
 from typing import Any
@@ -42,8 +43,9 @@ def manager(directory: str) -> ocp.CheckpointManager:
         enable_async_checkpointing=False,
         create=True,
     )
+    # orbax refuses relative paths (e.g. the README's `--workdir runs/default`)
     return ocp.CheckpointManager(
-        epath.Path(directory), options=options, item_names=("state", "meta")
+        epath.Path(os.path.abspath(directory)), options=options, item_names=("state", "meta")
     )
 
 

@@ -97,6 +97,23 @@ def first_example_index(batch_size: int, axis_name: str | None) -> jax.Array:
     return jax.lax.axis_index(axis_name) * batch_size
 
 
+def algorithm1_draws(
+    spec: TaskSpec, step_key: jax.Array, batch_size: int, first_index: jax.Array | int = 0
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """Algorithm 1, lines 4–7, for a batch: (is_adv bool[B], eps f32[B], steps int32[B],
+    attack keys [B]); example i's draws depend only on step_key and first_index + i."""
+    keys = attacks.example_keys(step_key, batch_size, first_index)
+    split = jax.vmap(jax.random.split)(keys)
+    sample_keys, attack_keys = split[:, 0], split[:, 1]
+    is_adv, eps, steps = attacks.sample_algorithm1(
+        sample_keys,
+        p_adversarial=spec.p_adversarial,
+        eps_range=spec.eps_range,
+        steps_range=spec.steps_range,
+    )
+    return is_adv, eps, steps, attack_keys
+
+
 def adversarial_inputs(
     spec: TaskSpec,
     predict_fn,
@@ -109,19 +126,13 @@ def adversarial_inputs(
 
     Returns x' [B,H,W,3] (normalised space) and the per-example adversarial flags [B].
     """
-    keys = attacks.example_keys(step_key, x.shape[0], first_index)
-    split = jax.vmap(jax.random.split)(keys)
-    sample_keys, attack_keys = split[:, 0], split[:, 1]
-    is_adv, eps, steps = attacks.sample_algorithm1(
-        sample_keys,
-        p_adversarial=spec.p_adversarial,
-        eps_range=spec.eps_range,
-        steps_range=spec.steps_range,
-    )
+    is_adv, eps, steps, attack_keys = algorithm1_draws(spec, step_key, x.shape[0], first_index)
+    # clean examples get T = 0: the attack loop then runs only as long as the adversarial ones
+    steps = jnp.where(is_adv, steps, 0)
     x_star = attacks.attack_traced(
         predict_fn, x, depth, eps=eps, steps=steps, keys=attack_keys, config=spec.attack
     )
-    x_prime = jnp.where(is_adv[:, None, None, None], jax.lax.stop_gradient(x_star), x)
+    x_prime = jnp.where(is_adv[:, None, None, None], x_star, x)
     return x_prime, is_adv
 
 

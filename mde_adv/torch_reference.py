@@ -1,10 +1,12 @@
 """Independent PyTorch reference of the depth network N and the saliency network G (spec §1–§2).
 
 Written from the spec, not from the Flax code, so that parity tests compare two separate
-implementations. Layouts are NCHW; state_dict keys are exactly those of spec §3 without the
-`module.` prefix (e.g. `E.layer1.0.conv1.weight`, `D.up1.conv1_2.weight`, `E.base.0.0.weight`).
-Every channel count c of the paper setting becomes max(1, round(c·width)); BN eps is 1e-5;
-resizing is bilinear with align-corners semantics to explicit sizes.
+implementations; also the eager PyTorch baseline of the benchmark suite (benchmarks/). Needs
+the optional `torch` extra. Layouts are NCHW; state_dict keys are exactly those of spec §3
+without the `module.` prefix (e.g. `E.layer1.0.conv1.weight`, `D.up1.conv1_2.weight`,
+`E.base.0.0.weight`). Every channel count c of the paper setting becomes
+max(1, round(c·width)); BN eps is 1e-5; resizing is bilinear with align-corners semantics to
+explicit sizes.
 """
 
 import torch

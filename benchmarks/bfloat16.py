@@ -41,7 +41,7 @@ def compare(apply: dict, x, y, eps: float) -> dict[str, np.ndarray]:
     return {
         "clean RMSE, float32 N": _rmse(d32, y),
         "clean RMSE, bfloat16 N": _rmse(d16, y),
-        "mean |d_bf16 − d_f32| / d_f32": _per_image_mean(jnp.abs(d16 - d32) / d32),
+        "mean ∣d_bf16 − d_f32∣ / d_f32": _per_image_mean(jnp.abs(d16 - d32) / d32),
         "IFGSM x* through float32 N, RMSE of float32 N": _rmse(f32(adv32), y),
         "IFGSM x* through bfloat16 N, RMSE of float32 N": _rmse(f32(adv16), y),
         "IFGSM x* through bfloat16 N, RMSE of bfloat16 N": _rmse(bf16(adv16), y),

@@ -7,7 +7,8 @@
 
 For each setting × batch: N and G forward, FGSM, IFGSM-10, a 4-ε IFGSM-10 sweep, and the train
 steps of N, G and G_adv (with IFGSM-10 on every example), each as the median of `--repeats`
-runs after one warm-up run. Beside each: the same work in eager PyTorch (benchmarks/torch_work.py)
+runs after one warm-up run (the sweep, which follows IFGSM-10 on the same shapes, has none of
+its own). Beside each: the same work in eager PyTorch (benchmarks/torch_work.py)
 and the ratio PyTorch time / JAX time (> 1: JAX is faster), compile time, XLA's FLOP count,
 achieved FLOP/s against the measured peak (benchmarks/peak.py) and XLA's peak memory.
 `--devices 1 2` adds the train step of N data-parallel (pmap) over 1 and 2 devices (child
@@ -43,11 +44,13 @@ SETTINGS = {
 }
 GROUPS = ("forward", "attack", "sweep", "train")
 HOST_DEVICES_FLAG = "--xla_force_host_platform_device_count"
+SWEEP = "IFGSM-10 sweep of 4 ε"
 
 
-def median_seconds(run, prepare, repeats: int) -> float:
+def median_seconds(run, prepare, repeats: int, warm_up: bool = True) -> float:
     """Median wall time of run(prepare()) over `repeats` runs after one warm-up run."""
-    run(prepare())
+    if warm_up:
+        run(prepare())
     times = []
     for _ in range(repeats):
         args = prepare()
@@ -76,7 +79,9 @@ def measure(setting_name: str, size: int, dtype: str, groups, repeats: int, base
         torch_jobs = torch_work.work(setting, x, y, train)
     rows = []
     for name, job in jobs.items():
-        seconds = median_seconds(job.run, job.prepare, repeats)
+        # the sweep repeats IFGSM-10's shapes: after that job it needs no warm-up run of its own
+        warm_up = not (name == SWEEP and "IFGSM-10" in jobs)
+        seconds = median_seconds(job.run, job.prepare, repeats, warm_up)
         row = dict(
             setting=setting_name,
             what=name,
@@ -93,7 +98,8 @@ def measure(setting_name: str, size: int, dtype: str, groups, repeats: int, base
             torch_over_jax=None,
         )
         if name in torch_jobs:
-            torch_s = median_seconds(lambda _, f=torch_jobs[name]: f(), lambda: None, repeats)
+            run_torch = lambda _, f=torch_jobs[name]: f()
+            torch_s = median_seconds(run_torch, lambda: None, repeats, warm_up)
             row.update(torch_seconds=torch_s, torch_over_jax=torch_s / seconds)
         print(json.dumps(row), flush=True)
         rows.append(row)

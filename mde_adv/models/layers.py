@@ -115,7 +115,8 @@ def conv_nhwc(x: jax.Array, kernel: jax.Array, stride: int, dilation: int, pad: 
     with an explicitly flipped and transposed kernel ([k,k,O,I], kept in that layout by an
     optimisation barrier). Without it XLA:CPU folds the transpose into the convolution's
     dimension labels and, inside a while loop (every attack), runs that convolution on a slow
-    generic path, about 3× slower than the same convolution outside a loop.
+    generic path, about 3× slower than the same convolution outside a loop. The kernel gradient
+    of a 1×1 convolution (2/3 of ResNet-50's) is computed as the matrix product it is.
     """
     return _conv(x, kernel, stride, dilation, pad)
 
@@ -142,6 +143,13 @@ def _conv_backward(stride, dilation, pad, residuals, cotangent):
         rhs_dilation=(dilation, dilation),
         dimension_numbers=_NHWC,
     )
+    if size == 1:  # a matrix product: ~5-10× faster than XLA:CPU's kernel-gradient convolution
+        rows = x[:, : stride * (cotangent.shape[1] - 1) + 1 : stride]
+        rows = rows[:, :, : stride * (cotangent.shape[2] - 1) + 1 : stride]
+        dkernel = jnp.einsum("bhwi,bhwo->io", rows, cotangent, preferred_element_type=jnp.float32)[
+            None, None
+        ]
+        return dx.astype(x.dtype), dkernel.astype(kernel.dtype)
     _, kernel_vjp = jax.vjp(lambda k: _conv(x, k, stride, dilation, pad), kernel)
     return dx.astype(x.dtype), kernel_vjp(cotangent)[0]
 

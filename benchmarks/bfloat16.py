@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks import machine
 from mde_adv import attacks, experiment, metrics, models
 from mde_adv.data import pipeline
 
@@ -94,13 +95,8 @@ def main(argv=None) -> None:
     ]
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    for path, text in (
-        (out / "bfloat16_accuracy.json", json.dumps(result, indent=2)),
-        (out / "bfloat16_accuracy.md", "\n".join(lines) + "\n"),
-    ):
-        partial = path.with_suffix(path.suffix + ".partial")
-        partial.write_text(text)
-        partial.replace(path)
+    machine.write_atomically(out / "bfloat16_accuracy.json", json.dumps(result, indent=2))
+    machine.write_atomically(out / "bfloat16_accuracy.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -3,12 +3,14 @@
 Every job wraps the library's own functions (`models`, `attacks.attack_traced`, the train step
 of `mde_adv.train`), so a speed-up measured here is a speed-up of the library. Compilation is
 timed apart (`.lower(...).compile()`); FLOPs come from XLA's cost analysis of the compiled
-program and peak memory from its memory analysis (arguments + outputs + temporaries − aliased
+program (of the lowered one for `work(..., compile=False)`) and peak memory from its memory
+analysis (arguments + outputs + temporaries − aliased
 buffers). XLA counts a while loop's body once, so the FLOPs of a T-step attack are T × those
 of one gradient step (`attack_step_flops`).
 """
 
 import dataclasses
+import functools
 import time
 from collections.abc import Callable
 from typing import Any
@@ -54,8 +56,17 @@ def cost(compiled) -> tuple[float | None, int | None]:
     )
 
 
-def compile_job(jitted, *args, prepare: Callable[[], tuple] | None = None) -> Job:
-    """Job calling the compiled `jitted` on args (or on `prepare()`, for donated arguments)."""
+def compile_job(
+    jitted, *args, prepare: Callable[[], tuple] | None = None, compile: bool = True
+) -> Job:
+    """Job calling the compiled `jitted` on args (or on `prepare()`, for donated arguments).
+
+    With compile=False only the FLOPs of the lowered program (cost analysis before XLA's
+    optimisation passes, milliseconds instead of a compilation) and no runnable job."""
+    if not compile:
+        analysis = jitted.lower(*args).cost_analysis() or {}
+        flops = float(analysis["flops"]) if "flops" in analysis else None
+        return Job(run=None, prepare=lambda: args, compile_s=0.0, flops=flops, memory_bytes=None)
     start = time.perf_counter()
     compiled = jitted.lower(*args).compile()
     compile_s = time.perf_counter() - start
@@ -86,10 +97,10 @@ def batch(size: int, hw) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def attack_step_flops(n, nv, x, y) -> float | None:
+def attack_step_flops(n, nv, x, y, compile: bool = True) -> float | None:
     """FLOPs of one attack iteration: the input gradient of Σ_i ℓ1_i(N(x_i))."""
     grad = jax.grad(lambda z, v: jnp.sum(losses.l1_loss(n.apply(v, z, train=False), y)))
-    return cost(jax.jit(grad).lower(x, nv).compile())[0]
+    return compile_job(jax.jit(grad), x, nv, compile=compile).flops
 
 
 def train_config(setting: dict, size: int, dtype: str, mode: str = "jit"):
@@ -115,14 +126,14 @@ def baseline_train_settings(config: ml_collections.ConfigDict, size: int) -> dic
     return dict(
         learning_rate=float(config.train.depth.learning_rate),
         weight_decay=float(config.train.depth.weight_decay),
-        eps=np.asarray(eps),
+        eps=np.array(eps),  # a writable copy: torch.as_tensor shares its memory
         steps=int(np.max(t)),
         sparsity_weight=float(config.train.saliency_adv.sparsity_weight),
         saliency_target=str(config.train.saliency.saliency_target),
     )
 
 
-def train_job(config, task: str, variables, frozen, x, y) -> Job:
+def train_job(config, task: str, variables, frozen, x, y, compile: bool = True) -> Job:
     """The library's train step (`parallel.make_step`) of `task`, from a fresh state each run."""
     mode = config.parallel.mode
     spec = loop.task_spec(config, task, steps_per_epoch=100)
@@ -135,11 +146,15 @@ def train_job(config, task: str, variables, frozen, x, y) -> Job:
         state = parallel.replicate(steps.init_train_state(variables, spec.tx), mode)
         return jax.block_until_ready(state), data, frozen, key
 
-    return compile_job(step, *prepare(), prepare=prepare)
+    return compile_job(step, *prepare(), prepare=prepare, compile=compile)
 
 
-def work(setting: dict, size: int, dtype: str, what: tuple[str, ...]) -> dict[str, Job]:
-    """name -> Job for the groups in `what` ('forward', 'attack', 'sweep', 'train')."""
+def work(
+    setting: dict, size: int, dtype: str, what: tuple[str, ...], compile: bool = True
+) -> dict[str, Job]:
+    """name -> Job for the groups in `what` ('forward', 'attack', 'sweep', 'train'); with
+    compile=False FLOP counts only (`compile_job`)."""
+    build = functools.partial(compile_job, compile=compile)
     n, nv, g, gv = networks(setting, dtype)
     x, y = batch(size, setting["input_hw"])
     xj, yj = jnp.asarray(x), jnp.asarray(y)
@@ -147,10 +162,10 @@ def work(setting: dict, size: int, dtype: str, what: tuple[str, ...]) -> dict[st
     apply_g = lambda v, z: g.apply(v, z, train=False)
     jobs: dict[str, Job] = {}
     if "forward" in what:
-        jobs["N forward"] = compile_job(jax.jit(apply_n), nv, xj)
-        jobs["G forward"] = compile_job(jax.jit(apply_g), gv, xj)
+        jobs["N forward"] = build(jax.jit(apply_n), nv, xj)
+        jobs["G forward"] = build(jax.jit(apply_g), gv, xj)
     if {"attack", "sweep"} & set(what):
-        step_flops = attack_step_flops(n, nv, xj, yj)
+        step_flops = attack_step_flops(n, nv, xj, yj, compile)
         scaled = lambda k: None if step_flops is None else k * step_flops
     if "attack" in what:
         for name, method, t in (("FGSM", "fgsm", 1), ("IFGSM-10", "ifgsm", 10)):
@@ -159,7 +174,7 @@ def work(setting: dict, size: int, dtype: str, what: tuple[str, ...]) -> dict[st
                 Partial(apply_n, v), z, d, eps=e, steps=s, config=c
             )
             eps, t_vec = jnp.full((size,), 0.1), jnp.full((size,), t, jnp.int32)
-            jobs[name] = compile_job(jax.jit(attack), nv, xj, yj, eps, t_vec)
+            jobs[name] = build(jax.jit(attack), nv, xj, yj, eps, t_vec)
             jobs[name].flops = scaled(t)
     if "sweep" in what:
         config = attacks.AttackConfig(method="ifgsm", t_max=10)
@@ -171,13 +186,13 @@ def work(setting: dict, size: int, dtype: str, what: tuple[str, ...]) -> dict[st
             return jax.lax.map(one, values)
 
         values = jnp.asarray(SWEEP_EPS, jnp.float32)
-        jobs["IFGSM-10 sweep of 4 ε"] = compile_job(jax.jit(sweep), nv, xj, yj, values)
+        jobs["IFGSM-10 sweep of 4 ε"] = build(jax.jit(sweep), nv, xj, yj, values)
         jobs["IFGSM-10 sweep of 4 ε"].flops = scaled(10 * len(SWEEP_EPS))
     if "train" in what:
         config = train_config(setting, size, dtype)
-        jobs["train step N"] = train_job(config, "depth", nv, None, x, y)
-        jobs["train step G"] = train_job(config, "saliency", gv, nv, x, y)
-        jobs[G_ADV] = train_job(config, "saliency_adv", gv, nv, x, y)
+        jobs["train step N"] = train_job(config, "depth", nv, None, x, y, compile)
+        jobs["train step G"] = train_job(config, "saliency", gv, nv, x, y, compile)
+        jobs[G_ADV] = train_job(config, "saliency_adv", gv, nv, x, y, compile)
         if jobs[G_ADV].flops is not None:  # the attack loop's body was counted once
-            jobs[G_ADV].flops += 9 * attack_step_flops(n, nv, xj, yj)
+            jobs[G_ADV].flops += 9 * attack_step_flops(n, nv, xj, yj, compile)
     return jobs

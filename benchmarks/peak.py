@@ -1,8 +1,9 @@
 """The machine's measured peak: FLOP/s of one large matrix product, float32 and bfloat16.
 
 The peak against which the suite reports achieved FLOP/s is not a datasheet number: it is the
-median rate of a jitted n×n by n×n product (2n³ FLOPs, float32 accumulation) on this machine
-with every device thread available, the best dense-kernel rate XLA reaches here.
+median rate of an n×n by n×n product (2n³ FLOPs, float32 accumulation) on this machine with
+every thread available, jitted by XLA and, where torch is installed, by torch.matmul (oneDNN or
+MKL): the best dense-kernel rate either library reaches here.
 """
 
 import statistics
@@ -27,6 +28,31 @@ def matmul_flops_per_s(dtype: str, n: int = 4096, repeats: int = 5) -> float:
     return 2.0 * n**3 / statistics.median(times)
 
 
-def measured_peaks(n: int = 4096) -> dict[str, float]:
-    """{'float32': FLOP/s, 'bfloat16': FLOP/s} of `matmul_flops_per_s`."""
-    return {dtype: matmul_flops_per_s(dtype, n) for dtype in ("float32", "bfloat16")}
+def torch_matmul_flops_per_s(n: int = 4096, repeats: int = 5) -> float:
+    """Median FLOP/s of torch.matmul on n×n float32 matrices, all CPU threads."""
+    import os
+
+    import torch
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    generator = torch.Generator().manual_seed(0)
+    a = torch.randn(n, n, generator=generator)
+    b = torch.randn(n, n, generator=generator)
+    torch.matmul(a, b)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.matmul(a, b)
+        times.append(time.perf_counter() - start)
+    return 2.0 * n**3 / statistics.median(times)
+
+
+def measured_peaks(n: int = 4096, with_torch: bool = False) -> dict[str, dict[str, float]]:
+    """{'float32': {'XLA': FLOP/s, 'PyTorch': FLOP/s}, 'bfloat16': {'XLA': FLOP/s}} of an n×n
+    product (PyTorch's only `with_torch`: the float32 baseline's library; a CPU without bfloat16
+    instructions takes minutes for its bfloat16 product); the suite's peak for a dtype is the
+    best of them."""
+    peaks = {dtype: {"XLA": matmul_flops_per_s(dtype, n)} for dtype in ("float32", "bfloat16")}
+    if with_torch:
+        peaks["float32"]["PyTorch"] = torch_matmul_flops_per_s(n)
+    return peaks

@@ -64,8 +64,8 @@ def get_config() -> ml_collections.ConfigDict:
             read_threads=2,
         ),
     )
-    c.depth_net = dict(encoder="resnet18", width=0.25, dtype="float32")
-    c.saliency_net = dict(encoder="drn_d_22", width=0.25, dtype="float32")
+    c.depth_net = dict(encoder="resnet18", width=0.25, dtype="float32", up_projection="auto")
+    c.saliency_net = dict(encoder="drn_d_22", width=0.25, dtype="float32", up_projection="auto")
     c.parallel = dict(mode="pmap")  # or "jit" (jit with NamedSharding)
     c.distributed = dict(enabled=False, coordinator_address="", num_processes=-1, process_id=-1)
     # Algorithm 1's attack for N_adv and G_adv: IFGSM, α = 1, ℓ1 loss, ε ~ U(0.01, 0.3),

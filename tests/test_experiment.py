@@ -27,7 +27,7 @@ def _main(workdir: pathlib.Path, *flags: str) -> subprocess.CompletedProcess:
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=1800,  # a hang guard: ~4 min on the reference CPU, ~15 on a 4× slower one
     )
 
 

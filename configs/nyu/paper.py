@@ -20,8 +20,8 @@ def get_config():
     c.data.pipeline.depth_hw = (114, 152)
     c.data.pipeline.worker_count = 8
     c.data.pipeline.read_threads = 8
-    c.depth_net = dict(encoder="resnet50", width=1.0, dtype="float32")
-    c.saliency_net = dict(encoder="drn_d_22", width=1.0, dtype="float32")
+    c.depth_net = dict(encoder="resnet50", width=1.0, dtype="float32", up_projection="auto")
+    c.saliency_net = dict(encoder="drn_d_22", width=1.0, dtype="float32", up_projection="auto")
     paper = dict(learning_rate=1e-4, log_every=50, checkpoint_every=2000)
     c.train = dict(
         depth=default.optimiser(**paper, epochs=20.0, lr_decay_every_epochs=5),

@@ -15,9 +15,11 @@ import jax.numpy as jnp
 
 from mde_adv.models.depth_net import DepthNet
 from mde_adv.models.drn import DRN_LAYOUTS
-from mde_adv.models.layers import UpProjection, resize_bilinear_align_corners
+from mde_adv.models.layers import resize_bilinear_align_corners
 from mde_adv.models.resnet import RESNET_LAYOUTS
 from mde_adv.models.saliency_net import SaliencyNet
+from mde_adv.models.up_projection import METHODS as up_projection_methods
+from mde_adv.models.up_projection import UpProjection, resize_conv
 
 __all__ = [
     "DepthNet",
@@ -27,6 +29,7 @@ __all__ = [
     "depth_net",
     "init_variables",
     "resize_bilinear_align_corners",
+    "resize_conv",
     "saliency_net",
 ]
 
@@ -34,7 +37,8 @@ COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
 def _model_kwargs(config: Mapping[str, Any], encoders: Mapping[str, Any], what: str) -> dict:
-    """encoder/width/dtype of a model config (width defaults to 1.0, dtype to 'float32')."""
+    """encoder/width/dtype/up_projection of a model config (width defaults to 1.0, dtype to
+    'float32', up_projection to 'auto')."""
     if "encoder" not in config:
         raise ValueError(f"{what} config is missing the key 'encoder'")
     encoder = config["encoder"]
@@ -50,18 +54,29 @@ def _model_kwargs(config: Mapping[str, Any], encoders: Mapping[str, Any], what: 
         raise ValueError(
             f"{what} config: dtype must be one of {list(COMPUTE_DTYPES)}, got {dtype_name!r}"
         )
-    return dict(encoder=encoder, width=width, dtype=COMPUTE_DTYPES[dtype_name])
+    up_projection = config["up_projection"] if "up_projection" in config else "auto"
+    if up_projection not in up_projection_methods:
+        raise ValueError(
+            f"{what} config: up_projection must be one of {list(up_projection_methods)}, "
+            f"got {up_projection!r}"
+        )
+    return dict(
+        encoder=encoder,
+        width=width,
+        dtype=COMPUTE_DTYPES[dtype_name],
+        up_projection=up_projection,
+    )
 
 
 def depth_net(config: Mapping[str, Any], axis_name: str | None = None) -> DepthNet:
-    """N from a mapping/ConfigDict with `encoder` ('resnet18'|'resnet34'|'resnet50'), `width`
-    and `dtype` ('float32'|'bfloat16')."""
+    """N from a mapping/ConfigDict with `encoder` ('resnet18'|'resnet34'|'resnet50'), `width`,
+    `dtype` ('float32'|'bfloat16') and optionally `up_projection` ('auto'|'direct'|'factored')."""
     return DepthNet(**_model_kwargs(config, RESNET_LAYOUTS, "depth_net"), axis_name=axis_name)
 
 
 def saliency_net(config: Mapping[str, Any], axis_name: str | None = None) -> SaliencyNet:
-    """G from a mapping/ConfigDict with `encoder` ('drn_d_22'|'drn_d_38'|'drn_d_54'), `width`
-    and `dtype` ('float32'|'bfloat16')."""
+    """G from a mapping/ConfigDict with `encoder` ('drn_d_22'|'drn_d_38'|'drn_d_54'), `width`,
+    `dtype` ('float32'|'bfloat16') and optionally `up_projection` ('auto'|'direct'|'factored')."""
     return SaliencyNet(**_model_kwargs(config, DRN_LAYOUTS, "saliency_net"), axis_name=axis_name)
 
 

@@ -10,12 +10,12 @@ import jax.numpy as jnp
 from mde_adv.models.layers import (
     DECODER_KERNEL_INIT,
     Dtype,
-    UpProjection,
     batch_norm,
     conv2d,
     scaled_channels,
 )
 from mde_adv.models.resnet import ResNetEncoder
+from mde_adv.models.up_projection import UpProjection
 
 
 class _DecoderModule(nn.Module):
@@ -23,13 +23,16 @@ class _DecoderModule(nn.Module):
 
     dtype: Dtype = jnp.float32
     axis_name: str | None = None
+    up_projection: str = "auto"
 
     def _layers(self, train: bool):
         conv = functools.partial(conv2d, dtype=self.dtype, kernel_init=DECODER_KERNEL_INIT)
         norm = functools.partial(
             batch_norm, train=train, axis_name=self.axis_name, dtype=self.dtype
         )
-        up = functools.partial(UpProjection, dtype=self.dtype, axis_name=self.axis_name)
+        up = functools.partial(
+            UpProjection, dtype=self.dtype, axis_name=self.axis_name, method=self.up_projection
+        )
         return conv, norm, up
 
 
@@ -92,13 +95,16 @@ class DepthNet(nn.Module):
 
     `encoder` is 'resnet18', 'resnet34' or 'resnet50' (paper); `width` scales every channel
     count; `dtype` is the compute dtype (params are float32, the output always float32);
-    `axis_name` names the device axis over which train-mode BatchNorm averages statistics.
+    `axis_name` names the device axis over which train-mode BatchNorm averages statistics;
+    `up_projection` how the up-projections convolve their resized input ('auto', 'direct' or
+    'factored': `resize_conv`; the same function either way).
     """
 
     encoder: str
     width: float = 1.0
     dtype: Dtype = jnp.float32
     axis_name: str | None = None
+    up_projection: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
@@ -111,6 +117,7 @@ class DepthNet(nn.Module):
         blocks = ResNetEncoder(self.encoder, self.width, **modules, name="E")(
             x.astype(self.dtype), train=train
         )
+        modules["up_projection"] = self.up_projection
         decoded = DepthDecoder(**modules, name="D")(blocks, out_size, train=train)
         fused = MultiScaleFusion(**modules, width=self.width, name="MFF")(
             blocks, out_size, train=train

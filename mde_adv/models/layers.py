@@ -1,5 +1,5 @@
-"""Building blocks shared by N and G (spec §1): align-corners resize, PyTorch-padded convs,
-BatchNorm with PyTorch semantics, and the up-projection block. All tensors are NHWC."""
+"""Building blocks shared by N and G (spec §1): align-corners resize, PyTorch-padded convs and
+BatchNorm with PyTorch semantics (the up-projection block is in `up_projection`). NHWC."""
 
 import functools
 import math
@@ -25,7 +25,7 @@ def scaled_channels(channels: int, width: float) -> int:
 
 
 @functools.lru_cache(maxsize=256)
-def _align_corners_weights(in_size: int, out_size: int) -> np.ndarray:
+def align_corners_weights(in_size: int, out_size: int) -> np.ndarray:
     """f32[out_size, in_size] interpolation matrix; output i samples source i·(in−1)/(out−1)."""
     if out_size == 1:
         source = np.zeros(1)
@@ -56,8 +56,8 @@ def resize_bilinear_align_corners(x: jax.Array, size: tuple[int, int]) -> jax.Ar
     _, in_h, in_w, _ = x.shape
     if (in_h, in_w) == (out_h, out_w):
         return x
-    rows = jnp.asarray(_align_corners_weights(in_h, out_h))
-    cols = jnp.asarray(_align_corners_weights(in_w, out_w))
+    rows = jnp.asarray(align_corners_weights(in_h, out_h))
+    cols = jnp.asarray(align_corners_weights(in_w, out_w))
     contract = functools.partial(
         jnp.einsum, precision=jax.lax.Precision.HIGHEST, preferred_element_type=jnp.float32
     )
@@ -264,29 +264,3 @@ def batch_norm(
 ) -> BatchNorm:
     """The BatchNorm of every conv in N and G: batch statistics iff `train`."""
     return BatchNorm(use_running_average=not train, axis_name=axis_name, dtype=dtype, name=name)
-
-
-class UpProjection(nn.Module):
-    """Up-projection (spec §1): resize to `size`, then ReLU(branch a + branch b).
-
-    Branch a: conv1 5×5 → bn1 → ReLU → conv1_2 3×3 → bn1_2; branch b: conv2 5×5 → bn2.
-    x[B, h, w, C] → [B, size[0], size[1], features].
-    """
-
-    features: int
-    dtype: Dtype = jnp.float32
-    axis_name: str | None = None
-
-    @nn.compact
-    def __call__(self, x: jax.Array, size: tuple[int, int], *, train: bool) -> jax.Array:
-        conv = functools.partial(
-            conv2d, self.features, dtype=self.dtype, kernel_init=DECODER_KERNEL_INIT
-        )
-        norm = functools.partial(
-            batch_norm, train=train, axis_name=self.axis_name, dtype=self.dtype
-        )
-        x = resize_bilinear_align_corners(x, size)
-        branch_a = nn.relu(norm(name="bn1")(conv(5, name="conv1")(x)))
-        branch_a = norm(name="bn1_2")(conv(3, name="conv1_2")(branch_a))
-        branch_b = norm(name="bn2")(conv(5, name="conv2")(x))
-        return nn.relu(branch_a + branch_b)

@@ -9,10 +9,10 @@ from mde_adv.models.drn import DRNEncoder
 from mde_adv.models.layers import (
     DECODER_KERNEL_INIT,
     Dtype,
-    UpProjection,
     conv2d,
     scaled_channels,
 )
+from mde_adv.models.up_projection import UpProjection
 
 
 class SaliencyDecoder(nn.Module):
@@ -24,6 +24,7 @@ class SaliencyDecoder(nn.Module):
     width: float = 1.0
     dtype: Dtype = jnp.float32
     axis_name: str | None = None
+    up_projection: str = "auto"
 
     @nn.compact
     def __call__(
@@ -34,6 +35,7 @@ class SaliencyDecoder(nn.Module):
                 scaled_channels(features, self.width),
                 dtype=self.dtype,
                 axis_name=self.axis_name,
+                method=self.up_projection,
                 name=f"up{index}",
             )
             x = up(x, size, train=train)
@@ -48,13 +50,15 @@ class SaliencyNet(nn.Module):
     `encoder` is 'drn_d_22' (paper), 'drn_d_38' or 'drn_d_54'; `width` scales every channel
     count; `dtype` is the compute dtype (params float32, output float32); `axis_name` names the
     device axis over which train-mode BatchNorm averages statistics. The decoder resizes to the
-    sizes of levels 3 and 2 and then to H×W, as the reference code does.
+    sizes of levels 3 and 2 and then to H×W, as the reference code does; `up_projection` is how
+    its up-projections convolve their resized input (as in `DepthNet`).
     """
 
     encoder: str
     width: float = 1.0
     dtype: Dtype = jnp.float32
     axis_name: str | None = None
+    up_projection: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
@@ -67,7 +71,8 @@ class SaliencyNet(nn.Module):
             x.astype(self.dtype), train=train
         )
         sizes = (levels[3].shape[1:3], levels[2].shape[1:3], (height, width))
-        logits = SaliencyDecoder(self.width, **modules, name="D")(levels[-1], sizes, train=train)
+        decoder = SaliencyDecoder(self.width, **modules, up_projection=self.up_projection, name="D")
+        logits = decoder(levels[-1], sizes, train=train)
         mask = nn.sigmoid(logits.astype(jnp.float32))
         chex.assert_shape(mask, (batch, height, width, 1))
         return mask

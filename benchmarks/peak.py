@@ -28,31 +28,36 @@ def matmul_flops_per_s(dtype: str, n: int = 4096, repeats: int = 5) -> float:
     return 2.0 * n**3 / statistics.median(times)
 
 
-def torch_matmul_flops_per_s(n: int = 4096, repeats: int = 5) -> float:
-    """Median FLOP/s of torch.matmul on n×n float32 matrices, all CPU threads."""
+def torch_matmul_flops_per_s(n: int = 4096, repeats: int = 5, device: str = "cpu") -> float:
+    """Median FLOP/s of torch.matmul on n×n float32 matrices on `device` (CPU: all threads)."""
     import os
 
     import torch
 
     torch.set_num_threads(os.cpu_count() or 1)
     generator = torch.Generator().manual_seed(0)
-    a = torch.randn(n, n, generator=generator)
-    b = torch.randn(n, n, generator=generator)
+    a = torch.randn(n, n, generator=generator).to(device)
+    b = torch.randn(n, n, generator=generator).to(device)
+    wait = torch.cuda.synchronize if device != "cpu" else lambda: None
     torch.matmul(a, b)
+    wait()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         torch.matmul(a, b)
+        wait()
         times.append(time.perf_counter() - start)
     return 2.0 * n**3 / statistics.median(times)
 
 
-def measured_peaks(n: int = 4096, with_torch: bool = False) -> dict[str, dict[str, float]]:
+def measured_peaks(
+    n: int = 4096, with_torch: bool = False, torch_device: str = "cpu"
+) -> dict[str, dict[str, float]]:
     """{'float32': {'XLA': FLOP/s, 'PyTorch': FLOP/s}, 'bfloat16': {'XLA': FLOP/s}} of an n×n
     product (PyTorch's only `with_torch`: the float32 baseline's library; a CPU without bfloat16
     instructions takes minutes for its bfloat16 product); the suite's peak for a dtype is the
     best of them."""
     peaks = {dtype: {"XLA": matmul_flops_per_s(dtype, n)} for dtype in ("float32", "bfloat16")}
     if with_torch:
-        peaks["float32"]["PyTorch"] = torch_matmul_flops_per_s(n)
+        peaks["float32"]["PyTorch"] = torch_matmul_flops_per_s(n, device=torch_device)
     return peaks

@@ -10,7 +10,9 @@ steps of N, G and G_adv (with IFGSM-10 on every example), each as the median of 
 runs after one warm-up run (the sweep, which follows IFGSM-10 on the same shapes, has none of
 its own). Beside each: the same work in eager PyTorch (benchmarks/torch_work.py)
 and the ratio PyTorch time / JAX time (> 1: JAX is faster), compile time, XLA's FLOP count,
-achieved FLOP/s against the measured peak (benchmarks/peak.py) and XLA's peak memory.
+achieved FLOP/s against the measured peak (benchmarks/peak.py) and XLA's peak memory. On a
+GPU the baseline runs on the same GPU (PyTorch CUDA, synchronised) and the peak is an 8192²
+product.
 `--devices 1 2` adds the train step of N data-parallel (pmap) over 1 and 2 devices (child
 processes with XLA's host-device count set). Writes <out>/<name>.md and .json.
 """
@@ -68,6 +70,20 @@ def with_up_projection(setting: dict, method: str) -> dict:
     }
 
 
+def accelerator() -> str:
+    """'gpu' where JAX's first device is a GPU, else 'cpu'."""
+    import jax
+
+    return "gpu" if jax.devices()[0].platform == "gpu" else "cpu"
+
+
+def torch_device() -> str:
+    """Where the PyTorch baseline runs: 'cuda' beside JAX on a GPU, else 'cpu'."""
+    import torch
+
+    return "cuda" if accelerator() == "gpu" and torch.cuda.is_available() else "cpu"
+
+
 def measure(
     setting_name: str,
     size: int,
@@ -96,7 +112,7 @@ def measure(
         train = jax_work.baseline_train_settings(
             jax_work.train_config(setting, size, "float32"), size
         )
-        torch_jobs = torch_work.work(setting, x, y, train)
+        torch_jobs = torch_work.work(setting, x, y, train, torch_device())
     rows = []
     for name, job in jobs.items():
         # the sweep repeats IFGSM-10's shapes: after that job it needs no warm-up run of its own
@@ -245,8 +261,10 @@ def main(argv=None) -> None:
     from benchmarks import machine, peak
 
     groups = GROUPS if "all" in args.what else tuple(args.what)
-    peak_size = 1024 if args.fast else 4096  # CI checks that the suite runs, not the peak
-    peaks = peak.measured_peaks(peak_size, with_torch=args.baseline == "torch")
+    # CI checks that the suite runs, not the peak; a GPU needs a larger product to be busy
+    peak_size = 1024 if args.fast else {"cpu": 4096, "gpu": 8192}[accelerator()]
+    with_torch = args.baseline == "torch"
+    peaks = peak.measured_peaks(peak_size, with_torch, torch_device() if with_torch else "cpu")
     rows = []
     for setting_name in args.setting:
         for size in args.batch:

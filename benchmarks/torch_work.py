@@ -5,7 +5,9 @@ tests), NCHW, float32, `torch.set_num_threads(os.cpu_count())`. The attacks are 
 textbook PyTorch loop (inputs with requires_grad, `torch.autograd.grad` of the summed
 per-example ℓ1 losses, sign step, clamp to the ε-ball, per-example ε and T) with the
 networks' parameters frozen (no weight gradients); the train steps are `loss.backward()` and
-`torch.optim.Adam(weight_decay=...)` (coupled L2, as our optimiser) on l_dif.
+`torch.optim.Adam(weight_decay=...)` (coupled L2, as our optimiser) on l_dif. On a GPU
+(`device='cuda'`) every callable ends with `torch.cuda.synchronize()`, so that wall time is
+the work's time; PyTorch's defaults stand (cuDNN may use TF32 for convolutions).
 """
 
 import os
@@ -25,7 +27,7 @@ SOBEL = torch.tensor(
 
 def l_dif(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Eq. 6 as the authors compute it (means over the batch); pred, target [B,1,h,w]."""
-    kernel = SOBEL.to(pred.dtype)
+    kernel = SOBEL.to(pred)  # pred's dtype and device
     pred_grad, target_grad = F.conv2d(pred, kernel, padding=1), F.conv2d(target, kernel, padding=1)
     ones = torch.ones_like(pred)
     pred_normal = torch.cat([-pred_grad, ones], 1)
@@ -56,7 +58,7 @@ def ifgsm(
     return (x + delta).detach()
 
 
-def _frozen(net: torch.nn.Module) -> torch.nn.Module:
+def frozen(net: torch.nn.Module) -> torch.nn.Module:
     net.eval()
     for p in net.parameters():
         p.requires_grad_(False)
@@ -70,23 +72,41 @@ def networks(setting: dict):
     return n, g
 
 
-def inputs(x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    """NHWC arrays of the JAX side -> NCHW tensors (the very same values)."""
-    to = lambda a: torch.from_numpy(np.ascontiguousarray(np.asarray(a).transpose(0, 3, 1, 2)))
-    return to(x), to(y)
+def inputs(x: np.ndarray, y: np.ndarray, device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """NHWC arrays of the JAX side -> NCHW tensors on `device` (the very same values)."""
+    nchw = lambda a: np.ascontiguousarray(np.asarray(a).transpose(0, 3, 1, 2))
+    return torch.from_numpy(nchw(x)).to(device), torch.from_numpy(nchw(y)).to(device)
 
 
-def work(setting: dict, x: np.ndarray, y: np.ndarray, train: dict) -> dict[str, Callable]:
-    """name -> a zero-argument callable doing that work once (names as in jax_work).
+def synchronized(run: Callable, device: str) -> Callable:
+    """`run` followed, on a GPU, by a wait for the work it queued."""
+    if device == "cpu":
+        return run
+
+    def wait():
+        out = run()
+        torch.cuda.synchronize(device)
+        return out
+
+    return wait
+
+
+def work(
+    setting: dict, x: np.ndarray, y: np.ndarray, train: dict, device: str = "cpu"
+) -> dict[str, Callable]:
+    """name -> a zero-argument callable doing that work once on `device` (names as in
+    jax_work).
 
     train: learning_rate, weight_decay, eps f32[B], steps, sparsity_weight, saliency_target
     (from `jax_work.baseline_train_settings`, so that both sides do the same work).
     """
     torch.set_num_threads(os.cpu_count() or 1)
-    n, g = networks(setting)
-    xt, yt = inputs(x, y)
+    networks_on = lambda: tuple(net.to(device) for net in networks(setting))
+    n, g = networks_on()
+    xt, yt = inputs(x, y, device)
     batch = xt.shape[0]
-    eps = torch.full((batch,), 0.1)
+    full = lambda value: torch.full((batch,), value, device=device)
+    eps = full(0.1)
     sweep = (0.05, 0.1, 0.15, 0.2)
 
     def forward(net):
@@ -99,13 +119,12 @@ def work(setting: dict, x: np.ndarray, y: np.ndarray, train: dict) -> dict[str, 
 
     def attack(steps):
         def run():
-            return ifgsm(_frozen(n), xt, yt, eps, torch.full((batch,), steps))
+            return ifgsm(frozen(n), xt, yt, eps, full(steps))
 
         return run
 
     def eps_sweep():
-        ten = torch.full((batch,), 10)
-        return [ifgsm(_frozen(n), xt, yt, torch.full((batch,), e), ten) for e in sweep]
+        return [ifgsm(frozen(n), xt, yt, full(e), full(10)) for e in sweep]
 
     def adam(net):
         net.train()
@@ -114,16 +133,16 @@ def work(setting: dict, x: np.ndarray, y: np.ndarray, train: dict) -> dict[str, 
         )
 
     def train_depth():
-        net, _ = networks(setting)
+        net, _ = networks_on()
         opt = adam(net)
         return lambda: _step(opt, l_dif(net(xt), yt))
 
     def train_saliency(adversarial: bool):
-        frozen_n, net = networks(setting)
-        frozen_n = _frozen(frozen_n)
+        frozen_n, net = networks_on()
+        frozen_n = frozen(frozen_n)
         opt = adam(net)
-        adv_eps = torch.as_tensor(train["eps"])
-        adv_steps = torch.full((batch,), train["steps"])
+        adv_eps = torch.as_tensor(train["eps"], device=device)
+        adv_steps = full(train["steps"])
 
         def run():
             inp = ifgsm(frozen_n, xt, yt, adv_eps, adv_steps) if adversarial else xt
@@ -137,7 +156,7 @@ def work(setting: dict, x: np.ndarray, y: np.ndarray, train: dict) -> dict[str, 
 
         return run
 
-    return {
+    jobs = {
         "N forward": forward(n),
         "G forward": forward(g),
         "FGSM": attack(1),
@@ -147,6 +166,7 @@ def work(setting: dict, x: np.ndarray, y: np.ndarray, train: dict) -> dict[str, 
         "train step G": train_saliency(False),
         "train step G_adv (IFGSM-10 on every example)": train_saliency(True),
     }
+    return {name: synchronized(run, device) for name, run in jobs.items()}
 
 
 def _step(opt: torch.optim.Optimizer, loss: torch.Tensor) -> float:

@@ -65,9 +65,35 @@ def test_baseline_attack_equals_the_library_attack(torch_module):
     ours = attacks.attack(predict, x, y, eps=eps, steps=steps, config=attacks.AttackConfig(t_max=5))
     xt, yt = torch_work.inputs(x, y)
     theirs = torch_work.ifgsm(
-        torch_work._frozen(n_torch), xt, yt, torch.from_numpy(eps), torch.from_numpy(steps)
+        torch_work.frozen(n_torch), xt, yt, torch.from_numpy(eps), torch.from_numpy(steps)
     )
     theirs = theirs.numpy().transpose(0, 2, 3, 1)
     # sign steps of size α = 1 saturate at ±ε; a gradient component near 0 may take the other sign
     agree = np.isclose(np.asarray(ours), theirs, atol=1e-4)
     assert agree.mean() > 0.99
+
+
+def test_table2_sweep_runs_whole_batches_and_projects_to_the_test_split(tmp_path):
+    from benchmarks import table2_sweep
+
+    args = ["--setting", "tiny", "--batch", "2", "--images", "3", "--out", str(tmp_path)]
+    table2_sweep.main(args)
+    row = json.loads((tmp_path / "table2_sweep_tiny_float32_b2.json").read_text())["row"]
+    assert row["images"] == 4  # ⌈3 / 2⌉ batches of 2
+    assert row["seconds"] > 0 and row["gflop_per_s"] > 0
+    assert row["projected_test_split_s"] == pytest.approx(row["seconds"] / 4 * 654)
+    assert "654 images (h)" in (tmp_path / "table2_sweep_tiny_float32_b2.md").read_text()
+    stopped = table2_sweep.measure("tiny", 1, 100, "float32", max_seconds=0.0)
+    assert stopped["images"] == 1  # one batch, then the time limit stops it
+
+
+def test_quick_check_logs_each_measurement_as_it_is_made(tmp_path):
+    from benchmarks import quick
+
+    quick.main(["--setting", "tiny", "--batch", "1", "--repeats", "1", "--baseline", "none",
+                "--out", str(tmp_path)])  # fmt: skip
+    lines = (tmp_path / "quick_tiny_b1.txt").read_text().splitlines()
+    assert [line.split(" s  ", 1)[1].split(":")[0] for line in lines[1:]] == [
+        "N and G initialised", "N forward compiled", "N forward", "IFGSM-10 compiled", "IFGSM-10"
+    ]  # fmt: skip
+    assert "Table 2's sweep projected" in lines[-1]

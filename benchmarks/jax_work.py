@@ -80,13 +80,17 @@ def compile_job(
     )
 
 
+def network(setting: dict, name: str, dtype: str):
+    """(model, random variables) of the setting's 'depth_net' (N) or 'saliency_net' (G)."""
+    build = {"depth_net": models.depth_net, "saliency_net": models.saliency_net}[name]
+    model = build({**setting[name], "dtype": dtype})
+    key = jax.random.key(0, impl="rbg")
+    return model, models.init_variables(model, key, setting["input_hw"])
+
+
 def networks(setting: dict, dtype: str):
     """(N, N's variables, G, G's variables) of a benchmark setting, random weights."""
-    n = models.depth_net({**setting["depth_net"], "dtype": dtype})
-    g = models.saliency_net({**setting["saliency_net"], "dtype": dtype})
-    key = jax.random.key(0, impl="rbg")
-    hw = setting["input_hw"]
-    return n, models.init_variables(n, key, hw), g, models.init_variables(g, key, hw)
+    return *network(setting, "depth_net", dtype), *network(setting, "saliency_net", dtype)
 
 
 def batch(size: int, hw) -> tuple[np.ndarray, np.ndarray]:
@@ -95,6 +99,18 @@ def batch(size: int, hw) -> tuple[np.ndarray, np.ndarray]:
     x = rng.normal(size=(size, *hw, 3)).astype(np.float32)
     y = rng.uniform(1, 8, size=(size, hw[0] // 2, hw[1] // 2, 1)).astype(np.float32)
     return x, y
+
+
+def attack_job(n, nv, x, y, method: str, t: int, compile: bool = True) -> Job:
+    """The library's attack (`attacks.attack_traced`) of N on x, y with ε = 0.1 and T = t for
+    every example (ε and T traced, as in training and evaluation)."""
+    config = attacks.AttackConfig(method=method, t_max=t)
+    attack = lambda v, z, d, e, s: attacks.attack_traced(
+        Partial(lambda w, u: n.apply(w, u, train=False), v), z, d, eps=e, steps=s, config=config
+    )
+    size = x.shape[0]
+    eps, steps = jnp.full((size,), 0.1), jnp.full((size,), t, jnp.int32)
+    return compile_job(jax.jit(attack), nv, x, y, eps, steps, compile=compile)
 
 
 def attack_step_flops(n, nv, x, y, compile: bool = True) -> float | None:
@@ -169,12 +185,7 @@ def work(
         scaled = lambda k: None if step_flops is None else k * step_flops
     if "attack" in what:
         for name, method, t in (("FGSM", "fgsm", 1), ("IFGSM-10", "ifgsm", 10)):
-            config = attacks.AttackConfig(method=method, t_max=t)
-            attack = lambda v, z, d, e, s, c=config: attacks.attack_traced(
-                Partial(apply_n, v), z, d, eps=e, steps=s, config=c
-            )
-            eps, t_vec = jnp.full((size,), 0.1), jnp.full((size,), t, jnp.int32)
-            jobs[name] = build(jax.jit(attack), nv, xj, yj, eps, t_vec)
+            jobs[name] = attack_job(n, nv, xj, yj, method, t, compile)
             jobs[name].flops = scaled(t)
     if "sweep" in what:
         config = attacks.AttackConfig(method="ifgsm", t_max=10)

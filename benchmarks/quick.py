@@ -12,21 +12,9 @@ Medians after one warm-up call.
 
 import argparse
 import pathlib
-import statistics
 import time
 
 TABLE2_WORK = 4 * 654  # Table 2: 4 radii × NYU Depth v2's 654 test images
-
-
-def seconds_per_call(run, repeats: int) -> float:
-    """Median wall time of run() after one warm-up call."""
-    run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main(argv=None) -> None:
@@ -54,34 +42,22 @@ def main(argv=None) -> None:
 
     import jax
     import jax.numpy as jnp
-    from jax.tree_util import Partial
 
     from benchmarks import jax_work, machine
-    from mde_adv import attacks
 
     report(machine.description())
     setting, size = run.SETTINGS[args.setting], args.batch
-    n, nv, _, _ = jax_work.networks(setting, "float32")
-    report("N and G initialised")
+    n, nv = jax_work.network(setting, "depth_net", "float32")
+    report("N initialised")
     x, y = jax_work.batch(size, setting["input_hw"])
     xj, yj = jnp.asarray(x), jnp.asarray(y)
-    apply_n = lambda v, z: n.apply(v, z, train=False)
-    forward = jax.jit(apply_n).lower(nv, xj).compile()
+    forward = jax_work.compile_job(jax.jit(lambda v, z: n.apply(v, z, train=False)), nv, xj)
     report("N forward compiled")
-    call = seconds_per_call(lambda: jax.block_until_ready(forward(nv, xj)), args.repeats)
+    call = run.median_seconds(forward.run, forward.prepare, args.repeats)
     report(f"N forward: {call:.4g} s per call of {size} images")
-    config = attacks.AttackConfig(method="ifgsm", t_max=10)
-    eps, steps = jnp.full((size,), 0.1), jnp.full((size,), 10, jnp.int32)
-    attack = jax.jit(
-        lambda v, z, d, e, t: attacks.attack_traced(
-            Partial(apply_n, v), z, d, eps=e, steps=t, config=config
-        )
-    )
-    ifgsm = attack.lower(nv, xj, yj, eps, steps).compile()
+    ifgsm = jax_work.attack_job(n, nv, xj, yj, "ifgsm", 10)
     report("IFGSM-10 compiled")
-    call = seconds_per_call(
-        lambda: jax.block_until_ready(ifgsm(nv, xj, yj, eps, steps)), args.repeats
-    )
+    call = run.median_seconds(ifgsm.run, ifgsm.prepare, args.repeats)
     report(
         f"IFGSM-10: {call:.4g} s per call of {size} images; Table 2's sweep projected "
         f"{call / size * TABLE2_WORK:.4g} s"
@@ -98,7 +74,7 @@ def main(argv=None) -> None:
         baseline = torch_work.synchronized(
             lambda: torch_work.ifgsm(net, xt, yt, full(0.1), full(10)), device
         )
-        torch_call = seconds_per_call(baseline, args.repeats)
+        torch_call = run.median_seconds(lambda _: baseline(), lambda: None, args.repeats)
         report(
             f"PyTorch IFGSM-10 ({device}): {torch_call:.4g} s per call; "
             f"PyTorch / JAX {torch_call / call:.2f}"

@@ -170,7 +170,7 @@ def scaling_child(setting_name: str, size: int, repeats: int) -> None:
     from benchmarks import jax_work
 
     setting = SETTINGS[setting_name]
-    _, nv, _, _ = jax_work.networks(setting, "float32")
+    _, nv = jax_work.network(setting, "depth_net", "float32")
     x, y = jax_work.batch(size, setting["input_hw"])
     config = jax_work.train_config(setting, size, "float32", mode="pmap")
     job = jax_work.train_job(config, "depth", nv, None, x, y)

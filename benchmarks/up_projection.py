@@ -16,12 +16,11 @@ import argparse
 import json
 import pathlib
 import platform
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
 
+from benchmarks.run import median_seconds
 from mde_adv.models import up_projection
 
 # (network, module, input h×w, output h×w, input channels, output channels of each conv)
@@ -41,13 +40,8 @@ PAPER_UP_PROJECTIONS = (
 
 
 def _median_seconds(fn, *args, repeats: int) -> float:
-    jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    """Median wall time of the jitted fn(*args) after a warm-up call (`run.median_seconds`)."""
+    return median_seconds(lambda a: jax.block_until_ready(fn(*a)), lambda: args, repeats)
 
 
 def measure(batch: int, repeats: int) -> list[dict]:

@@ -94,6 +94,6 @@ def test_quick_check_logs_each_measurement_as_it_is_made(tmp_path):
                 "--out", str(tmp_path)])  # fmt: skip
     lines = (tmp_path / "quick_tiny_b1.txt").read_text().splitlines()
     assert [line.split(" s  ", 1)[1].split(":")[0] for line in lines[1:]] == [
-        "N and G initialised", "N forward compiled", "N forward", "IFGSM-10 compiled", "IFGSM-10"
+        "N initialised", "N forward compiled", "N forward", "IFGSM-10 compiled", "IFGSM-10"
     ]  # fmt: skip
     assert "Table 2's sweep projected" in lines[-1]

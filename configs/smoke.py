@@ -1,4 +1,5 @@
-"""configs/default.py in minutes: tiny renders (48×64), tiny networks, a few steps each."""
+"""configs/default.py in minutes: tiny renders (48×64), tiny networks, a few steps each; it
+trains every network itself (the shipped N and G are of the default size)."""
 
 from configs import default
 
@@ -12,6 +13,9 @@ def get_config():
     c.data.pipeline.global_batch_size = 4
     c.depth_net.width = 0.125
     c.saliency_net.width = 0.125
+    for name in c.networks:
+        c.networks[name] = ""
+        c.init[name] = ""
     c.train_attack.t_max = 3
     c.train_attack.steps_range = (1, 3)
     for task in c.train:
@@ -19,6 +23,8 @@ def get_config():
         c.train[task].batch_size = 4
         c.train[task].log_every = 2
         c.train[task].checkpoint_every = 2
+    c.train.depth.eval_every = 2  # the learning-curve hook
+    c.train.saliency.eval_every = 2
     c.eval.max_images = 4
     c.eval.batch_size = 4
     for section in ("table1", "table2", "defence_aware"):

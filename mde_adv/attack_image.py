@@ -13,10 +13,16 @@ at its top level as `mde_adv.import_torch` writes them), else from config.json '
 is x* = Adv(x; N): IFGSM with T steps, ℓ∞ radius ε in the given space, maximising the ℓ1
 distance from the clean prediction N(x) (no ground truth is needed).
 
-Panel (each tile the crop's size, a label strip above it), two rows of four tiles:
-  x | x* − x | G(x*) | G_adv(x*)
-  N(x) | N(x*) | N(x*⊗G(x*)) | N(x*⊗G_adv(x*))
-Depth tiles share one colour range; a missing network leaves its tiles grey.
+The panel is a figure at least 1,200 pixels wide, its title the settings (ε and its space,
+α, T, the checkpoints):
+  row 1: the input at its own resolution | x* − x amplified (scale in the title) |
+         |N(x*) − N(x)| in metres (own colour bar) | G(x*) and G_adv(x*) with their mean
+  row 2: N(x) | N(x*) | N(x*⊗G(x*)) | N(x*⊗G_adv(x*)), one shared colour bar in metres
+A missing G or G_adv leaves its panels marked "not given".
+
+Sizes: N's output is half its input; H and W of the crop must be multiples of 4 (for H or
+W ≡ 2 (mod 4) N's output would be H//2 × W//2 where the authors' network gives
+2·⌈H/4⌉ × 2·⌈W/4⌉, so such sizes are refused).
 """
 
 import argparse
@@ -27,28 +33,29 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import matplotlib
 import numpy as np
-from matplotlib import font_manager
-from PIL import Image, ImageDraw, ImageFont
+from matplotlib.figure import Figure
+from PIL import Image
 
 from mde_adv import attacks, models, variables_io
 from mde_adv.data.transforms import centre_crop, resize_rgb
 from mde_adv.evaluation.methods import network_functions
-from mde_adv.normalization import EPS_SPACES, IMAGENET_STD, denormalize, normalize
+from mde_adv.normalization import EPS_SPACES, IMAGENET_STD, normalize
 
 DEFAULT_NETWORKS = "{workdir}/networks/{name}"
 PANEL_NETWORKS = ("N", "G", "G_adv")
-LABEL_HEIGHT = 14
-PANEL_COLUMNS = 4
-PANEL_ROWS = 2
-_GREY = (128, 128, 128)
+DEPTH_PANELS = ("N(x)", "N(x*)", "N(x*⊗G(x*))", "N(x*⊗G_adv(x*))")
+MASK_PANELS = ("G(x*)", "G_adv(x*)")
+FIGURE_SIZE_IN, FIGURE_DPI = (16.0, 7.5), 100  # 1,600 × 750 pixels
+_KINDS = {"depth": ("N", "resnet"), "saliency": ("G", "drn")}
 
 HW = tuple[int, int]
 
 
 def read_run_config(workdir: pathlib.Path) -> dict[str, Any]:
-    """RUN_DIR/config.json as a dict ({} where the file is absent)."""
+    """RUN_DIR/config.json as a dict ({} where the file is absent); the folder must exist."""
+    if not workdir.is_dir():
+        raise FileNotFoundError(f"--workdir {workdir}: no such directory")
     path = workdir / "config.json"
     if not path.is_file():
         return {}
@@ -61,7 +68,8 @@ def read_run_config(workdir: pathlib.Path) -> dict[str, Any]:
 def transform_sizes(
     run_config: Mapping, resize_hw: HW | None, crop_hw: HW | None, workdir
 ) -> tuple[HW, HW]:
-    """(resize_hw, crop_hw): the given sizes, else the run's data config."""
+    """(resize_hw, crop_hw): the given sizes, else the run's data config. Crop sides must be
+    multiples of 4 (see the module docstring)."""
     data = run_config.get("data", {}).get("pipeline", {})
     sizes = []
     for name, given in (("resize_hw", resize_hw), ("crop_hw", crop_hw)):
@@ -72,22 +80,70 @@ def transform_sizes(
                 "pass --resize and --crop"
             )
         sizes.append((int(value[0]), int(value[1])))
+    check_network_input(sizes[1], "--crop" if crop_hw is not None else "data.pipeline.crop_hw")
     return sizes[0], sizes[1]
 
 
-def load_image(path: pathlib.Path, resize_hw: HW, crop_hw: HW) -> np.ndarray:
-    """f32[1, *crop_hw, 3] normalised: the test transform of an RGB image file."""
+def check_network_input(hw: HW, field: str) -> None:
+    """ValueError naming `field` unless both sides of the network input are multiples of 4."""
+    if hw[0] % 4 or hw[1] % 4:
+        raise ValueError(
+            f"{field} = {hw[0]}×{hw[1]}: N's input sides must be multiples of 4 (for a side "
+            "≡ 2 mod 4 its output would be H//2 × W//2, the authors' network gives "
+            f"2·⌈H/4⌉ × 2·⌈W/4⌉), e.g. {4 * (hw[0] // 4)}×{4 * (hw[1] // 4)}"
+        )
+
+
+def _rgb_uint8(image: Image.Image, path: pathlib.Path) -> np.ndarray:
+    """uint8 [H, W, 3] of an image; 16-bit greyscale scaled by 255/65535 (PIL's own RGB
+    conversion clips it, which turns almost every 16-bit image white)."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        values = np.asarray(image).astype(np.int64)
+        if values.min() < 0 or values.max() > 65535:
+            raise ValueError(
+                f"{path}: a {image.mode} image with values in [{values.min()}, {values.max()}] "
+                "is not a 16-bit photo; give an 8-bit RGB (or 16-bit greyscale) image"
+            )
+        grey = np.round(values * (255.0 / 65535.0)).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=-1)
+    if image.mode == "F":
+        raise ValueError(f"{path}: a floating-point image (mode 'F') is not a photo")
+    return np.asarray(image.convert("RGB"))
+
+
+def read_rgb(path: pathlib.Path) -> np.ndarray:
+    """uint8 [H, W, 3] of an image file at its own resolution."""
     if not path.is_file():
         raise FileNotFoundError(f"image file not found: {path}")
     try:
         with Image.open(path) as image:
-            rgb = np.asarray(image.convert("RGB"))
+            return _rgb_uint8(image, path)
     except OSError as err:
         raise ValueError(f"{path} is not a readable image: {err}") from err
+
+
+def load_image(path: pathlib.Path, resize_hw: HW, crop_hw: HW) -> np.ndarray:
+    """f32[1, *crop_hw, 3] normalised: the test transform of an RGB image file."""
+    rgb = read_rgb(path)
     if crop_hw[0] > resize_hw[0] or crop_hw[1] > resize_hw[1]:
         raise ValueError(f"crop {crop_hw} is larger than the resize {resize_hw}")
     rgb = centre_crop(resize_rgb(rgb, resize_hw), crop_hw)
     return normalize(rgb.astype(np.float32) / np.float32(255.0)).astype(np.float32)[None]
+
+
+def _check_kind(path: pathlib.Path, name: str, metadata: Mapping, model_config: Mapping) -> None:
+    """ValueError naming the path when a checkpoint holds another kind of network than `name`."""
+    expected = "depth" if name.startswith("N") else "saliency"
+    kind = metadata.get("model") if isinstance(metadata.get("model"), str) else None
+    encoder = str(model_config.get("encoder", ""))
+    if kind is None and encoder:
+        kind = next((k for k, (_, prefix) in _KINDS.items() if encoder.startswith(prefix)), None)
+    if kind is not None and kind != expected:
+        raise ValueError(
+            f"{path}: holds a {kind} network ({_KINDS[kind][0]}, encoder {encoder or '?'}), "
+            f"but it is loaded as {name}, a {expected} network ({_KINDS[expected][1]}* encoder); "
+            "check --networks or config.json 'networks'"
+        )
 
 
 def load_network(path: pathlib.Path, name: str, run_config: Mapping) -> tuple[Any, Any]:
@@ -97,7 +153,7 @@ def load_network(path: pathlib.Path, name: str, run_config: Mapping) -> tuple[An
     if isinstance(metadata.get("model"), Mapping):
         model_config = metadata["model"]
     elif "encoder" in metadata:
-        model_config = metadata
+        model_config = {k: v for k, v in metadata.items() if k in ("encoder", "width", "dtype")}
     elif section in run_config:
         model_config = run_config[section]
     else:
@@ -105,8 +161,25 @@ def load_network(path: pathlib.Path, name: str, run_config: Mapping) -> tuple[An
             f"{path}: metadata has no 'model' or 'encoder' and config.json has no "
             f"{section!r} section"
         )
+    _check_kind(path, name, metadata, model_config)
     build = models.depth_net if section == "depth_net" else models.saliency_net
     return build(model_config), variables
+
+
+def network_paths(
+    workdir: pathlib.Path, run_config: Mapping, networks_pattern: str
+) -> dict[str, pathlib.Path]:
+    """{name: checkpoint path} of N, G, G_adv: config.json 'networks', else the pattern."""
+    if "{name}" not in networks_pattern:
+        raise ValueError(
+            f"--networks {networks_pattern!r} has no {{name}}: the pattern names one checkpoint "
+            "per network, e.g. runs/x/networks/{name} (N, G, G_adv)"
+        )
+    paths = {}
+    for name in PANEL_NETWORKS:
+        given = run_config.get("networks", {}).get(name)
+        paths[name] = pathlib.Path(given or networks_pattern.format(workdir=workdir, name=name))
+    return paths
 
 
 @jax.jit
@@ -132,80 +205,115 @@ def attack_image(
     resize_hw: HW | None = None,
     crop_hw: HW | None = None,
 ) -> dict[str, np.ndarray]:
-    """Attacks one image with the run's N; returns {'x', 'perturbation' (x* − x in ε-space
-    units), 'N(x)', 'N(x*)', and for each of G, G_adv found: '<G>(x*)', 'N(x*⊗<G>(x*))'},
-    arrays without the batch axis (depth in metres at half the crop's resolution)."""
+    """Attacks one image with the run's N; returns {'input' (uint8 [H0, W0, 3], the file at its
+    own resolution), 'x', 'perturbation' (x* − x in ε-space units), 'N(x)', 'N(x*)', and for
+    each of G, G_adv found: '<G>(x*)', 'N(x*⊗<G>(x*))'}, arrays without the batch axis (depth
+    in metres at half the crop's resolution)."""
     if eps_space not in EPS_SPACES:
         raise ValueError(f"eps_space {eps_space!r} is unknown; expected one of {EPS_SPACES}")
+    if isinstance(steps, bool) or int(steps) != steps or steps < 1:
+        raise ValueError(f"--steps must be an integer >= 1 (IFGSM iterations T), got {steps!r}")
+    if not 0 <= eps < float("inf"):
+        raise ValueError(f"--eps must be finite and >= 0, got {eps!r}")
+    if not 0 < alpha < float("inf"):
+        raise ValueError(f"--alpha must be finite and > 0, got {alpha!r}")
     workdir = pathlib.Path(workdir)
     run_config = read_run_config(workdir)
     resize_hw, crop_hw = transform_sizes(run_config, resize_hw, crop_hw, workdir)
-    x = jnp.asarray(load_image(pathlib.Path(image_path), resize_hw, crop_hw))
+    paths = network_paths(workdir, run_config, networks_pattern)
+    image_path = pathlib.Path(image_path)
+    x = jnp.asarray(load_image(image_path, resize_hw, crop_hw))
     networks = {}
-    for name in PANEL_NETWORKS:
-        given = run_config.get("networks", {}).get(name)
-        path = pathlib.Path(given or networks_pattern.format(workdir=workdir, name=name))
+    for name, path in paths.items():
         if path.exists():
             networks[name] = load_network(path, name, run_config)
         elif name == "N":
             raise FileNotFoundError(f"no checkpoint of N at {path}")
     fns = network_functions(networks)
     config = attacks.AttackConfig(
-        method="ifgsm", space=eps_space, alpha=alpha, t_max=steps, target="clean_prediction"
+        method="ifgsm", space=eps_space, alpha=alpha, t_max=int(steps), target="clean_prediction"
     )
-    x_adv = attacks.attack(fns["N"], x, eps=eps, steps=steps, config=config)
+    x_adv = attacks.attack(fns["N"], x, eps=eps, steps=int(steps), config=config)
     delta = x_adv - x
     arrays = {
         "x": x,
         "perturbation": delta * IMAGENET_STD if eps_space == "pixel" else delta,
         **_panel_arrays(fns, x, x_adv),
     }
-    return {name: np.asarray(value)[0] for name, value in arrays.items()}
+    out = {name: np.asarray(value)[0] for name, value in arrays.items()}
+    return {"input": read_rgb(image_path), **out}
 
 
-def _colourise(values: np.ndarray, low: float, high: float, cmap: str, hw: HW) -> Image.Image:
-    scaled = (np.squeeze(values, -1) - low) / max(high - low, 1e-12)
-    rgb = matplotlib.colormaps[cmap](np.clip(scaled, 0, 1))[..., :3]
-    image = Image.fromarray((255 * rgb).astype(np.uint8))
-    return image.resize(hw[::-1], Image.Resampling.NEAREST)
+def amplification(perturbation: np.ndarray) -> float:
+    """The factor k that maps max |x* − x| to 0.5: the panel shows 0.5 + k·(x* − x)."""
+    peak = float(np.abs(perturbation).max())
+    return 0.5 / peak if peak > 0 else 1.0
 
 
-def render_panel(arrays: Mapping[str, np.ndarray], out: str | pathlib.Path) -> pathlib.Path:
-    """Writes the panel PNG of `attack_image`'s arrays: width 4·W, height 2·(H + 14)."""
-    hw = arrays["x"].shape[:2]
-    pixels = np.clip(denormalize(arrays["x"]), 0, 1)
-    delta = arrays["perturbation"]
-    delta_scale = 2 * float(np.abs(delta).max()) or 1.0
-    depth_names = ("N(x)", "N(x*)", "N(x*⊗G(x*))", "N(x*⊗G_adv(x*))")
-    depths = [arrays[n] for n in depth_names if n in arrays]
+def panel_figure(arrays: Mapping[str, np.ndarray], title: str = "") -> Figure:
+    """The figure of `attack_image`'s arrays (layout in the module docstring); each image axis
+    holds exactly the array its title names."""
+    figure = Figure(figsize=FIGURE_SIZE_IN, dpi=FIGURE_DPI)
+    axes = figure.subplots(2, 5, width_ratios=(1, 1, 1, 1, 0.08))
+    for axis in axes.flat:
+        axis.set_axis_off()
+    top, bottom = axes[0], axes[1]
+    top[0].imshow(arrays["input"])
+    height, width = arrays["input"].shape[:2]
+    top[0].set_title(f"input x ({width}×{height} px)")
+    k = amplification(arrays["perturbation"])
+    top[1].imshow(np.clip(0.5 + k * arrays["perturbation"], 0, 1))
+    peak = float(np.abs(arrays["perturbation"]).max())
+    top[1].set_title(f"0.5 + {k:.3g}·(x* − x), max |x* − x| = {peak:.3g}")
+    error = np.abs(arrays["N(x*)"] - arrays["N(x)"])[..., 0]
+    shown = top[2].imshow(error, cmap="magma", vmin=0)
+    top[2].set_title(f"|N(x*) − N(x)|, mean {error.mean():.3f} m")
+    figure.colorbar(shown, ax=top[2], fraction=0.046, label="m")
+    for axis, name in zip(top[3:5], MASK_PANELS, strict=True):
+        axis.set_axis_off()
+        if name in arrays:
+            axis.set_axis_on()
+            axis.imshow(arrays[name][..., 0], cmap="gray", vmin=0, vmax=1)
+            axis.set_title(f"{name}, mean {float(arrays[name].mean()):.3f}")
+        else:
+            axis.set_title(f"{name}: not given")
+    depths = [arrays[name] for name in DEPTH_PANELS if name in arrays]
     low, high = min(float(d.min()) for d in depths), max(float(d.max()) for d in depths)
-    tiles: dict[str, Image.Image] = {
-        "x": Image.fromarray((255 * pixels).astype(np.uint8)),
-        "x* − x": Image.fromarray(
-            (255 * np.clip(delta / delta_scale + 0.5, 0, 1)).astype(np.uint8)
-        ),
-    }
-    for name in ("G(x*)", "G_adv(x*)"):
+    for axis, name in zip(bottom[:4], DEPTH_PANELS, strict=True):
         if name in arrays:
-            tiles[name] = _colourise(arrays[name], 0.0, 1.0, "gray", hw)
-    for name in depth_names:
-        if name in arrays:
-            tiles[name] = _colourise(arrays[name], low, high, "viridis", hw)
-    layout = ("x", "x* − x", "G(x*)", "G_adv(x*)", *depth_names)
-    height, width = hw
-    panel = Image.new("RGB", (PANEL_COLUMNS * width, PANEL_ROWS * (height + LABEL_HEIGHT)), "white")
-    draw = ImageDraw.Draw(panel)
-    font = ImageFont.truetype(font_manager.findfont("DejaVu Sans"), LABEL_HEIGHT - 4)
-    for index, name in enumerate(layout):
-        row, column = divmod(index, PANEL_COLUMNS)
-        left, top = column * width, row * (height + LABEL_HEIGHT)
-        label = name if name in tiles else f"{name}: n/a"
-        draw.text((left + 2, top + 1), label, fill="black", font=font)
-        tile = tiles.get(name, Image.new("RGB", (width, height), _GREY))
-        panel.paste(tile, (left, top + LABEL_HEIGHT))
+            shown = axis.imshow(arrays[name][..., 0], cmap="viridis", vmin=low, vmax=high)
+            axis.set_title(f"{name}, mean {float(arrays[name].mean()):.2f} m")
+        else:
+            axis.set_title(f"{name}: not given")
+    bottom[4].set_axis_on()
+    figure.colorbar(shown, cax=bottom[4], label="depth (m)")
+    for axis in (*top[:3], *bottom[:4]):
+        axis.set_xticks([])
+        axis.set_yticks([])
+    figure.suptitle(title, fontsize=11)
+    figure.tight_layout()
+    return figure
+
+
+def panel_title(
+    eps: float, eps_space: str, alpha: float, steps: int, paths: Mapping[str, pathlib.Path]
+) -> str:
+    """The settings line of the figure: attack, ε and its space, α, T and the checkpoints."""
+    found = ", ".join(f"{name}: {path}" for name, path in paths.items() if path.exists())
+    return (
+        f"x* = IFGSM(x; N), ℓ∞ ε = {eps:g} ({eps_space} space), α = {alpha:g}, T = {steps}, "
+        f"target N(x)\n{found}"
+    )
+
+
+def render_panel(
+    arrays: Mapping[str, np.ndarray], out: str | pathlib.Path, title: str = ""
+) -> pathlib.Path:
+    """Writes `panel_figure` as a PNG (1,600 × 750 pixels) at `out`."""
+    figure = panel_figure(arrays, title)
     out = pathlib.Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    panel.save(out)
+    figure.savefig(out, dpi=FIGURE_DPI)
     return out
 
 
@@ -227,18 +335,24 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
     parser.add_argument("--resize", type=int, nargs=2, metavar=("H", "W"))
     parser.add_argument("--crop", type=int, nargs=2, metavar=("H", "W"))
     args = parser.parse_args(argv)
-    arrays = attack_image(
-        args.image,
-        args.workdir,
-        eps=args.eps,
-        steps=args.steps,
-        eps_space=args.eps_space,
-        alpha=args.alpha,
-        networks_pattern=args.networks,
-        resize_hw=_pair(args.resize),
-        crop_hw=_pair(args.crop),
-    )
-    path = render_panel(arrays, args.out)
+    try:
+        arrays = attack_image(
+            args.image,
+            args.workdir,
+            eps=args.eps,
+            steps=args.steps,
+            eps_space=args.eps_space,
+            alpha=args.alpha,
+            networks_pattern=args.networks,
+            resize_hw=_pair(args.resize),
+            crop_hw=_pair(args.crop),
+        )
+    except (ValueError, FileNotFoundError) as error:
+        parser.error(str(error))
+    workdir = pathlib.Path(args.workdir)
+    paths = network_paths(workdir, read_run_config(workdir), args.networks)
+    title = panel_title(args.eps, args.eps_space, args.alpha, args.steps, paths)
+    path = render_panel(arrays, args.out, title)
     print(
         f"IFGSM ε={args.eps:g} ({args.eps_space}) α={args.alpha:g} T={args.steps}: mean depth "
         + ", ".join(f"{n} {arrays[n].mean():.3f} m" for n in arrays if n.startswith("N("))

@@ -14,6 +14,7 @@ per-image results of all processes and (process 0 only) writes to out_dir:
 
 import json
 import pathlib
+import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NamedTuple
 
@@ -25,7 +26,7 @@ import tqdm
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from mde_adv import attacks
-from mde_adv.evaluation import results
+from mde_adv.evaluation import baselines, results
 from mde_adv.evaluation.compute import evaluate_group, figure_arrays
 from mde_adv.evaluation.config import default_eval_config
 from mde_adv.evaluation.methods import NETWORK_NAMES, Networks, network_functions
@@ -86,14 +87,17 @@ RowKey = tuple[str, str, str]
 
 class _Collected(NamedTuple):
     """This process's results: values[key][name] one array [B] per batch, and per batch the
-    positions in the split, encoded ids and valid flags; figures of process 0."""
+    positions in the split, encoded ids, valid flags and ground truth; figures of process 0;
+    wall seconds of the first batch (which compiles every program) and of the others."""
 
     values: dict[RowKey, dict[str, list[np.ndarray]]]
     meta: dict[RowKey, dict[str, Any]]
     positions: list[np.ndarray]
     ids: list[np.ndarray]
     valid: list[np.ndarray]
+    targets: list[np.ndarray]
     figures: dict[str, np.ndarray] | None
+    seconds: list[float]
 
 
 def _evaluate_batches(eval_config, networks, batches_fn, groups, figures_attack) -> _Collected:
@@ -105,9 +109,10 @@ def _evaluate_batches(eval_config, networks, batches_fn, groups, figures_attack)
     fns = network_functions(
         {name: (model, jax.device_put(v, replicated)) for name, (model, v) in networks.items()}
     )
-    collected = _Collected({}, {}, [], [], [], None)
+    collected = _Collected({}, {}, [], [], [], [], None, [])
     batches = tqdm.tqdm(batches_fn(), desc="evaluate", disable=process_index != 0)
     for step, batch in enumerate(batches):
+        t0 = time.perf_counter()
         _check_batch(batch, step)
         local = batch["image"].shape[0]
         if max_images and step * local * process_count >= max_images:
@@ -119,6 +124,7 @@ def _evaluate_batches(eval_config, networks, batches_fn, groups, figures_attack)
         collected.positions.append(np.arange(first, first + local))
         collected.ids.append(results.encode_ids(list(batch["id"])))
         collected.valid.append(np.asarray(batch["valid"], bool))
+        collected.targets.append(np.asarray(batch["depth"], np.float32))
         key = jax.random.fold_in(base_key, step * process_count + process_index)
         for index, group in enumerate(groups):
             eps_of = dict(zip(group.settings, group.eps, strict=True))
@@ -141,6 +147,7 @@ def _evaluate_batches(eval_config, networks, batches_fn, groups, figures_attack)
             figures = figure_arrays(figures_attack, fns, image, depth, key)
             figures["ids"] = np.asarray(batch["id"])[keep].astype(np.str_)
             collected = collected._replace(figures=figures)
+        collected.seconds.append(time.perf_counter() - t0)
     if not collected.positions:
         raise ValueError("batches_fn() yielded no batches (or max_images is 0 of them)")
     return collected
@@ -156,6 +163,7 @@ def _rows_of_all_processes(collected: _Collected, max_images: int) -> tuple[list
         "positions": np.concatenate(collected.positions),
         "ids": np.concatenate(collected.ids),
         "valid": np.concatenate(collected.valid),
+        "targets": np.concatenate(collected.targets),
     }
     gathered = results.gather_across_processes(local_tree)
     order = np.argsort(gathered["positions"], kind="stable")
@@ -171,7 +179,28 @@ def _rows_of_all_processes(collected: _Collected, max_images: int) -> tuple[list
     }
     image_ids = results.decode_ids(gathered["ids"][selected])
     positions = gathered["positions"][selected]
-    return results.make_rows(final, collected.meta, image_ids, positions), len(image_ids)
+    meta = dict(collected.meta)
+    for name, per_image in baselines.per_image_baselines(gathered["targets"][selected]).items():
+        final["baselines", "clean", name] = per_image
+        meta["baselines", "clean", name] = BASELINE_META
+    return results.make_rows(final, meta, image_ids, positions), len(image_ids)
+
+
+# The trivial predictors' rows: no attack, no network.
+BASELINE_META = dict(attack="none", target="none", eps=0.0, eps_space="none", alpha=0.0, steps=0)
+
+
+def _timing(seconds: list[float]) -> dict[str, float]:
+    """The first batch compiles every program: its wall time minus a later batch's is the
+    compile time; the rest is compute (this process's batches)."""
+    later = seconds[1:]
+    typical = float(np.median(later)) if later else 0.0
+    return {
+        "batches": len(seconds),
+        "first_batch_seconds": round(seconds[0], 1),
+        "compile_seconds": round(max(seconds[0] - typical, 0.0), 1),
+        "compute_seconds": round(sum(seconds) - max(seconds[0] - typical, 0.0), 1),
+    }
 
 
 def run(
@@ -185,7 +214,8 @@ def run(
     ({'image': f32[B,H,W,3] normalised, 'depth': f32[B,H,W,1] metres, 'id', 'valid'}).
 
     Every process must call it (the results are gathered); process 0 writes the files.
-    Returns {'summary': aggregated rows, 'images': number of images, 'out_dir': path}.
+    Returns {'summary': aggregated rows, 'images': number of images, 'out_dir': path,
+    'timing': this process's compile and compute seconds}.
     """
     _check_networks(networks)
     groups = plan(eval_config, networks)
@@ -205,8 +235,14 @@ def run(
             "process_count": jax.process_count(),
             "groups": [_group_info(g) for g in groups],
             "figure_attack": None if figures_attack is None else _group_info(figures_attack),
+            "timing": _timing(collected.seconds),
         }
         (out_dir / results.RUN_INFO_FILE).write_text(json.dumps(info, indent=1))
         if collected.figures is not None:
             np.savez_compressed(out_dir / results.FIGURES_FILE, **collected.figures)
-    return {"summary": summary, "images": images, "out_dir": str(out_dir)}
+    return {
+        "summary": summary,
+        "images": images,
+        "out_dir": str(out_dir),
+        "timing": _timing(collected.seconds),
+    }

@@ -15,8 +15,9 @@ import jax
 import ml_collections
 from absl import logging
 
-from mde_adv import evaluate, models, report, variables_io
+from mde_adv import evaluate, models, report, robustness, run_checks, variables_io
 from mde_adv.data import pipeline
+from mde_adv.evaluation import clean
 from mde_adv.train import loop, parallel
 
 # stage: (task, network trained, model kind, frozen network, saliency encoder override)
@@ -31,12 +32,27 @@ TRAIN_STAGES = {
 }
 NETWORKS = tuple(spec[1] for spec in TRAIN_STAGES.values())
 STAGES = ("data", *TRAIN_STAGES, "evaluate", "report")
+# Run only when config.stages names them: the robustness card (mde_adv/robustness/stage.py).
+OPTIONAL_STAGES = ("robustness",)
 
 
 def stage_done(workdir: pathlib.Path, stage: str) -> dict | None:
-    """The summary a finished stage recorded, or None."""
-    marker = workdir / stage / "DONE.json"
-    return json.loads(marker.read_text()) if marker.is_file() else None
+    """The summary a finished stage recorded, or None (RunConfigError on a corrupt marker)."""
+    return run_checks.read_marker(workdir, stage)
+
+
+def stage_inputs(config: ml_collections.ConfigDict, stage: str) -> list[str]:
+    """The stages whose output `stage` reads (networks given in config.networks excepted)."""
+    if stage == "report":
+        return ["evaluate"]
+    if stage in TRAIN_STAGES:
+        frozen = TRAIN_STAGES[stage][3]
+        needed = [frozen] if frozen and not given_network(config, frozen) else []
+    elif stage == "evaluate":
+        needed = [name for name in NETWORKS if not given_network(config, name)]
+    else:
+        return []
+    return ["data", *(_stage_of(name) for name in needed)]
 
 
 def mark_done(workdir: pathlib.Path, stage: str, summary: dict) -> None:
@@ -63,16 +79,13 @@ def data_config(
 
 
 def build_data(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
-    """Prepares the TFDS dataset: renders the embedded one, or reads NYU-v2's manual files
-    from `config.data.manual_dir`."""
-    import tensorflow_datasets as tfds
+    """Prepares the TFDS dataset: renders the embedded one, reads NYU-v2's manual files from
+    `config.data.manual_dir`, or checks a prepared dataset folder (`data.pipeline.name`)."""
+    from mde_adv.data import builders
 
     dc = data_config(config, workdir)
-    builder = tfds.builder(dc.name, data_dir=dc.data_dir)
-    manual_dir = config.data.get("manual_dir")
-    download_config = tfds.download.DownloadConfig(manual_dir=manual_dir) if manual_dir else None
     t0 = time.perf_counter()
-    builder.download_and_prepare(download_config=download_config)
+    builder = builders.prepare(dc.name, dc.data_dir, config.data.get("manual_dir") or None)
     return {
         "dataset": dc.name,
         "data_dir": dc.data_dir,
@@ -172,6 +185,9 @@ def train_stage(config: ml_collections.ConfigDict, workdir: pathlib.Path, stage:
     if frozen_name is not None:
         frozen = load_network(config, workdir, frozen_name, "depth", input_hw)
     steps_per_epoch = pipeline.steps_per_epoch(dc)
+    evaluator = None
+    if int(config.train[task].get("eval_every", 0) or 0) > 0:
+        evaluator = held_out_evaluator(config, workdir, kind, frozen)
     t0 = time.perf_counter()
     variables = loop.train_task(
         config,
@@ -181,6 +197,7 @@ def train_stage(config: ml_collections.ConfigDict, workdir: pathlib.Path, stage:
         steps_per_epoch=steps_per_epoch,
         variables=initial_variables(config, name, kind, input_hw),
         frozen=frozen,
+        evaluate=evaluator,
     )
     metadata = {
         "network": name,
@@ -191,7 +208,22 @@ def train_stage(config: ml_collections.ConfigDict, workdir: pathlib.Path, stage:
     }
     if jax.process_index() == 0:
         variables_io.save_variables(network_path(workdir, name), variables, metadata=metadata)
-    return {**metadata, "train_seconds": round(time.perf_counter() - t0, 1)}
+    timing = json.loads((workdir / stage / loop.TIMING_FILE).read_text())
+    return {**metadata, "train_seconds": round(time.perf_counter() - t0, 1), "timing": timing}
+
+
+def held_out_evaluator(
+    config: ml_collections.ConfigDict, workdir: pathlib.Path, kind: str, frozen: dict | None
+) -> clean.Evaluator:
+    """Clean scores on the eval split (every process reads all of it) for the learning curve:
+    N(x) for a depth network, N(x⊗G(x)) and G's mask statistics for a saliency network."""
+    dc = data_config(config, workdir, config.eval.batch_size)
+    batches = list(pipeline.eval_batches(dc, process_index=0, process_count=1))
+    if kind == "depth":
+        return clean.depth_evaluator(network(config, "depth"), batches)
+    return clean.saliency_evaluator(
+        network(config, "saliency"), network(config, "depth"), frozen, batches
+    )
 
 
 def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> None:
@@ -199,17 +231,19 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> None:
     parallel.initialize_distributed(config)
     workdir = pathlib.Path(workdir).absolute()
     workdir.mkdir(parents=True, exist_ok=True)
+    stages = tuple(config.get("stages", STAGES))
+    finished = [stage for stage in STAGES if stage_done(workdir, stage) is not None]
+    run_checks.check_config(config, stages, (*STAGES, *OPTIONAL_STAGES), TRAIN_STAGES, finished)
+    data_config(config, workdir)  # raises on bad data.pipeline values
+    run_checks.check_same_settings(config, workdir, STAGES)
     if jax.process_index() == 0:
         (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
-    stages = tuple(config.get("stages", STAGES))
-    unknown = [s for s in stages if s not in STAGES]
-    if unknown:
-        raise ValueError(f"config.stages: unknown stages {unknown}; known: {STAGES}")
     for stage in stages:
         done = stage_done(workdir, stage)
         if done is not None:
             logging.info("stage %s: already done (%s/DONE.json), skipping", stage, stage)
             continue
+        run_checks.check_inputs_finished(workdir, stage, stage_inputs(config, stage))
         logging.info("stage %s: starting", stage)
         t0 = time.perf_counter()
         if stage == "data":
@@ -246,7 +280,7 @@ def evaluate_stage(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> 
     result = evaluate.run(
         config.eval, networks, lambda: pipeline.eval_batches(dc), workdir / "evaluate"
     )
-    return {"networks": sorted(networks), "images": result["images"]}
+    return {"networks": sorted(networks), "images": result["images"], "timing": result["timing"]}
 
 
 def report_stage(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
@@ -254,13 +288,50 @@ def report_stage(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> di
     dc = data_config(config, workdir, config.eval.batch_size)
     sources = {name: network_source(config, workdir, name) for name in NETWORKS}
     checkpoints = {name: str(path) for name, path in sources.items() if path is not None}
+    starts = {name: path for name, path in config.get("init", {}).items() if path}
     context = {
         "dataset": f"{dc.name} ({dc.eval_split} split, {dc.crop_hw[0]}×{dc.crop_hw[1]} inputs)",
         "checkpoints": checkpoints,
         "networks": {"N": config.depth_net.to_dict(), "G": config.saliency_net.to_dict()},
+        "training starts from": starts or "random initialisation (every trained network)",
+        "stage_times": stage_times(workdir),
     }
     path = report.write(config.eval, workdir / "evaluate", workdir / "report.md", context)
     return {"report": str(path)}
 
 
-STAGE_RUNNERS = {"evaluate": evaluate_stage, "report": report_stage}
+def stage_times(workdir: pathlib.Path) -> list[dict]:
+    """Wall, compile and compute seconds of every finished stage (from its DONE.json): a
+    training stage's compile time is its first step's wall time (which compiles the step)
+    minus a typical step's; the evaluation's its first batch's minus a typical batch's."""
+    times = []
+    for stage in STAGES:
+        done = stage_done(workdir, stage)
+        if done is None:
+            continue
+        entry = {"stage": stage, "seconds": done.get("seconds")}
+        timing = done.get("timing") or {}
+        if stage in TRAIN_STAGES and timing.get("steps"):
+            steps = timing["steps"]
+            rest = timing["total_seconds"] - timing["first_step_seconds"] - timing["eval_seconds"]
+            typical = rest / max(steps - 1, 1)
+            compile_s = max(timing["first_step_seconds"] - typical, 0.0)
+            entry.update(compile_seconds=compile_s, compute_seconds=done["seconds"] - compile_s)
+            entry["notes"] = f"{steps} steps, {typical:.3f} s/step"
+        elif stage == "evaluate" and timing:
+            entry.update(
+                compile_seconds=timing["compile_seconds"],
+                compute_seconds=done["seconds"] - timing["compile_seconds"],
+                notes=f"{timing['batches']} batches",
+            )
+        elif done.get("given"):
+            entry["notes"] = f"given: {done['given']}"
+        times.append(entry)
+    return times
+
+
+STAGE_RUNNERS = {
+    "evaluate": evaluate_stage,
+    "report": report_stage,
+    "robustness": robustness.card_stage,
+}

@@ -16,7 +16,7 @@ import argparse
 import hashlib
 import os
 import pathlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -81,37 +81,49 @@ def _torch_shape(flax_path: str, shape: tuple[int, ...]) -> tuple[int, ...]:
     return shape
 
 
-def torch_state_dict_to_flax(state_dict: Mapping[str, Any], template: Any) -> dict[str, Any]:
+def torch_state_dict_to_flax(
+    state_dict: Mapping[str, Any],
+    template: Any,
+    *,
+    flax_leaf: Callable[[str, np.ndarray], tuple[str, np.ndarray] | None] = _flax_leaf,
+    torch_shape: Callable[[str, tuple[int, ...]], tuple[int, ...]] = _torch_shape,
+) -> dict[str, Any]:
     """A torch state_dict (names -> numpy arrays; 'module.' prefix optional) -> Flax variables
     {'params': ..., 'batch_stats': ...} matching `template` (arrays or jax.ShapeDtypeStruct
     leaves), cast to the template's dtypes. Raises one TorchImportError listing every missing
-    path, unexpected key and shape mismatch."""
+    path, unexpected key, shape mismatch and tensor holding NaN or Inf. `flax_leaf` maps a key
+    and its array to a Flax path and array (None: no counterpart), `torch_shape` a Flax path
+    and shape to torch's layout for messages (defaults: N and G's rule)."""
     expected = flatten_variables(template)
     converted: dict[str, np.ndarray] = {}
     covered: set[str] = set()
-    unexpected, mismatched = [], []
+    unexpected, mismatched, non_finite = [], [], []
     for torch_key, value in state_dict.items():
         if torch_key.rsplit(".", 1)[-1] in IGNORED_LEAVES:
             continue
         array = np.asarray(value)
-        flax_leaf = _flax_leaf(torch_key, array)
-        if flax_leaf is None or flax_leaf[0] not in expected or flax_leaf[0] in covered:
+        if np.issubdtype(array.dtype, np.inexact) and not np.all(np.isfinite(array)):
+            bad = int(np.count_nonzero(~np.isfinite(array)))
+            non_finite.append(f"{torch_key}: {bad} of {array.size} values are NaN or Inf")
+        leaf = flax_leaf(torch_key, array)
+        if leaf is None or leaf[0] not in expected or leaf[0] in covered:
             unexpected.append(f"{torch_key} {array.shape}")
             continue
-        path, flax_array = flax_leaf
+        path, flax_array = leaf
         covered.add(path)
         want = tuple(expected[path].shape)
         if flax_array.shape != want:
-            mismatched.append(f"{torch_key}: {array.shape}, expected {_torch_shape(path, want)}")
+            mismatched.append(f"{torch_key}: {array.shape}, expected {torch_shape(path, want)}")
             continue
         converted[path] = flax_array.astype(expected[path].dtype)
     missing = sorted(set(expected) - covered)
-    if missing or unexpected or mismatched:
+    if missing or unexpected or mismatched or non_finite:
         lines = ["torch weights do not fit the Flax model:"]
         for title, entries in (
             ("missing (Flax paths)", missing),
             ("unexpected torch keys", unexpected),
             ("shape mismatches (torch layout)", mismatched),
+            ("non-finite values", non_finite),
         ):
             if entries:
                 lines.append(f"  {title} ({len(entries)}):")

@@ -237,9 +237,89 @@ def _header(context: Mapping, info: Mapping, results_dir: pathlib.Path) -> list[
         f"| checkpoints | {_describe_checkpoints(context['checkpoints'])} |",
     ]
     for name, value in context.items():
-        if name not in ("dataset", "checkpoints"):
+        if name not in ("dataset", "checkpoints", "stage_times"):
             lines.append(f"| {name} | {value} |")
     return [*lines, ""]
+
+
+MASK_NETS = ("G", "G_adv", "G_adv_drn_d_38", "G_adv_drn_d_54")
+HEADLINE_EPS = 0.1
+PREMISES_TITLE = "Premises: baselines, masks, attack strength"
+
+
+def _premises_section(summary: Sequence[Mapping]) -> list[str]:
+    """The baselines beside N, each mask's statistics clean and attacked, and the premises
+    the findings stand on (findings.premises)."""
+    lookup = findings.make_lookup(summary)
+    lines = [f"## {PREMISES_TITLE}", ""]
+    predictors = [("baselines", "clean", name) for name in ("constant", "per-pixel mean map")]
+    predictors += [("table2", "clean", "N(x)"), ("table2", "clean", "N_adv(x)")]
+    prior = lookup.get(("baselines", "clean", "per-pixel mean map"), {}).get("rmse")
+    lines += [
+        "Clean predictions against the trivial baselines (fitted on the evaluated test depths: "
+        "one constant, and the same per-pixel mean map for every image):",
+        "",
+        "| setting | method | images | RMSE | ×mean map | REL | δ1 | source |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for key in predictors:
+        row = lookup.get(key)
+        if row is None:
+            continue
+        ratio = row["rmse"] / prior if prior else math.nan
+        cells = [key[1], key[2], str(row["images"]), _format(row["rmse"]), _format(ratio)]
+        cells += [_format(row["rel"]), _format(row["delta1"]), key[0]]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Masks: mean value and share of pixels above 0.5, on the clean x and under the attack "
+        "x* = Adv(x; N) named in the last column:",
+        "",
+        "| mask | mean (x) | >0.5 (x) | mean (x*) | >0.5 (x*) | x* from |",
+        "|---|---|---|---|---|---|",
+    ]
+    for net in MASK_NETS:
+        rows = [r for (_, _, m), r in lookup.items() if "mask_mean" in r and f"⊗{net}(" in m]
+        if not rows:
+            continue
+        clean = [r for r in rows if r["eps"] == 0 or r["method"].endswith(f"⊗{net}(x))")]
+        attacked = [r for r in rows if r["eps"] > 0 and r["method"].endswith(f"⊗{net}(x*))")]
+        attacked.sort(key=lambda r: (abs(r["eps"] - HEADLINE_EPS), -r["steps"]))
+        cells = [net]
+        for chosen in (clean[:1], attacked[:1]):
+            cells += (
+                [_format(chosen[0]["mask_mean"]), _format(chosen[0]["mask_above_half"])]
+                if (chosen)
+                else ["n/a", "n/a"]
+            )
+        origin = attacked[0] if attacked else None
+        cells.append(
+            f"{origin['table']}, {origin['attack']} T={origin['steps']}, {origin['setting']}"
+            if origin
+            else "n/a"
+        )
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "The findings below stand on these premises:", ""]
+    lines += [f"- {line}" for line in findings.premise_lines(summary)]
+    return [*lines, ""]
+
+
+def _stage_times_section(stage_times: Sequence[Mapping]) -> list[str]:
+    """Wall time of each finished stage, split into compile (first step or batch minus a
+    typical one) and compute (the rest)."""
+    lines = [
+        "## Stage times",
+        "",
+        "| stage | wall s | compile s | compute s | notes |",
+        "|---|---|---|---|---|",
+    ]
+    for stage in stage_times:
+        cells = [stage["stage"], _format(stage.get("seconds"))]
+        cells += [_format(stage.get("compile_seconds")), _format(stage.get("compute_seconds"))]
+        cells.append(stage.get("notes", ""))
+        lines.append("| " + " | ".join(cells) + " |")
+    total = sum(float(s.get("seconds") or 0) for s in stage_times)
+    return [*lines, "", f"Total of the stages above: {total:.0f} s ({total / 60:.1f} min).", ""]
 
 
 def write(
@@ -260,6 +340,9 @@ def write(
     figure_arrays = dict(np.load(figures_path)) if figures_path.is_file() else None
     report_path.parent.mkdir(parents=True, exist_ok=True)
     lines = _header(context, info, results_dir)
+    if context.get("stage_times"):
+        lines += _stage_times_section(context["stage_times"])
+    lines += _premises_section(summary)
     lines += ["## Summary: which findings hold on this run", ""]
     lines += [f"- {line}" for line in findings.derive(summary)] + [""]
     for table in (t for t in TABLES if t in eval_config.tables):

@@ -82,6 +82,27 @@ def check_variables_match(variables: Any, template: Any) -> None:
         raise VariablesMismatchError(missing, unexpected, mismatched)
 
 
+def error_cause(error: BaseException) -> str:
+    """'Type: first line' of the innermost cause of an (Orbax, TensorStore) error."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0] if lines else ''}"
+
+
+def check_finite(variables: Any, where: str) -> None:
+    """Raises CheckpointError naming `where` and the paths of every floating-point leaf of
+    `variables` that holds NaN or ±Inf (a diverged or corrupt network gives NaN depth)."""
+    bad = [
+        f"{path} ({int(np.count_nonzero(~np.isfinite(leaf)))} of {np.size(leaf)} values)"
+        for path, leaf in flatten_variables(variables).items()
+        if np.issubdtype(np.asarray(leaf).dtype, np.inexact) and not np.all(np.isfinite(leaf))
+    ]
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise CheckpointError(f"{where}: non-finite (NaN or Inf) variables: {shown}")
+
+
 def _numpy_tree(tree: Any, prefix: str = "") -> Any:
     """A copy of nested mappings of arrays as plain dicts of host numpy arrays."""
     if isinstance(tree, Mapping):
@@ -131,6 +152,11 @@ def _read_record(path: pathlib.Path) -> dict[str, Any]:
     return record
 
 
+def read_metadata(path: PathLike) -> dict[str, Any]:
+    """The metadata of checkpoint `path` (no arrays read); CheckpointError naming the path."""
+    return _read_record(pathlib.Path(path).absolute())["metadata"]
+
+
 def _check_replaceable(path: pathlib.Path) -> None:
     """Only an absent path, an empty directory or a checkpoint of this format may be replaced."""
     if not path.exists() or (path.is_dir() and not any(path.iterdir())):
@@ -173,7 +199,12 @@ def save_variables(path: PathLike, variables: Any, *, metadata: Mapping[str, Any
     staging = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex}")
     retired = path.with_name(f".{path.name}.replaced-{uuid.uuid4().hex}")
     try:
-        _write_checkpoint(staging, arrays, record_json)
+        try:
+            _write_checkpoint(staging, arrays, record_json)
+        except OSError:  # disk full, permissions: already the cause, on one line
+            raise
+        except Exception as err:  # Orbax's wrappers of it: the innermost cause, on one line
+            raise CheckpointError(f"cannot write {path}: {error_cause(err)}") from err
         if path.exists():
             path.rename(retired)
         try:
@@ -193,7 +224,7 @@ def load_variables(path: PathLike, template: Any = None) -> tuple[dict[str, Any]
     """Reads a checkpoint written by save_variables -> (variables as nested dicts of numpy
     arrays, metadata). With `template` (arrays or jax.ShapeDtypeStruct leaves), also checks
     the tree structure, shapes and dtypes against it. Raises CheckpointError naming the path
-    and, on a mismatch, every offending key."""
+    and, on a mismatch or a NaN/Inf value, every offending key."""
     path = pathlib.Path(path).absolute()
     record = _read_record(path)
     if not (path / VARIABLES_DIR).is_dir():
@@ -202,8 +233,12 @@ def load_variables(path: PathLike, template: Any = None) -> tuple[dict[str, Any]
         with ocp.StandardCheckpointer() as checkpointer:
             restored = checkpointer.restore(path / VARIABLES_DIR)
     except Exception as err:  # Orbax/TensorStore raise many types; name the path for all
-        raise CheckpointError(f"{path}: cannot read {VARIABLES_DIR}/: {err}") from err
+        raise CheckpointError(
+            f"{path}: cannot read {VARIABLES_DIR}/, the checkpoint is corrupt or truncated "
+            f"({error_cause(err)})"
+        ) from err
     variables = _numpy_tree(restored)
+    check_finite(variables, str(path))
     if template is not None:
         try:
             check_variables_match(variables, template)

@@ -42,25 +42,81 @@ def image_file(tmp_path_factory):
     return path
 
 
-def test_cli_writes_a_panel_of_the_expected_size(run_dir, image_file, tmp_path):
+def test_cli_writes_a_readable_figure(run_dir, image_file, tmp_path):
     out = tmp_path / "panel.png"
     argv = ["--image", str(image_file), "--workdir", str(run_dir), "--out", str(out)]
     path = attack_image.main([*argv, "--eps", "0.05", "--steps", "2", "--eps-space", "pixel"])
     assert path == out
     with Image.open(out) as panel:
-        height, width = CROP_HW
-        expected = (
-            attack_image.PANEL_COLUMNS * width,
-            attack_image.PANEL_ROWS * (height + attack_image.LABEL_HEIGHT),
+        assert panel.size[0] >= 1200 and panel.size[1] >= 600
+
+
+def _image_of(axis) -> np.ndarray:
+    (image,) = axis.get_images()
+    return np.asarray(image.get_array())
+
+
+def test_each_panel_holds_what_its_title_says(run_dir, image_file):
+    arrays = attack_image.attack_image(image_file, run_dir, eps=0.05, steps=2)
+    title = "ε = 0.05 (normalised space), α = 1, T = 2"
+    figure = attack_image.panel_figure(arrays, title)
+    assert figure._suptitle.get_text() == title
+    panels = {axis.get_title(): axis for axis in figure.axes if axis.get_title()}
+    by_start = {name.split(",")[0].split(" (")[0]: axis for name, axis in panels.items()}
+    np.testing.assert_array_equal(_image_of(by_start["input x"]), arrays["input"])
+    assert arrays["input"].shape == (60, 80, 3)  # the file's own resolution
+    assert "input x (80×60 px)" in panels
+    for name in attack_image.DEPTH_PANELS:
+        np.testing.assert_array_equal(_image_of(by_start[name]), arrays[name][..., 0])
+    error = np.abs(arrays["N(x*)"] - arrays["N(x)"])[..., 0]
+    np.testing.assert_array_equal(_image_of(by_start["|N(x*) − N(x)|"]), error)
+    assert f"|N(x*) − N(x)|, mean {error.mean():.3f} m" in panels
+    for name in attack_image.MASK_PANELS:
+        assert f"{name}, mean {float(arrays[name].mean()):.3f}" in panels
+        np.testing.assert_array_equal(_image_of(by_start[name]), arrays[name][..., 0])
+    k = attack_image.amplification(arrays["perturbation"])
+    (amplified,) = [axis for name, axis in panels.items() if name.startswith("0.5 + ")]
+    assert amplified.get_title().startswith(f"0.5 + {k:.3g}·(x* − x)")
+    expected = np.clip(0.5 + k * arrays["perturbation"], 0, 1)
+    np.testing.assert_allclose(_image_of(amplified), expected, atol=1e-6)
+    assert abs(np.abs(expected - 0.5).max() - 0.5) < 1e-6  # the peak fills the range
+    # one shared colour range for the four depth maps
+    limits = {_clim(by_start[name]) for name in attack_image.DEPTH_PANELS}
+    assert len(limits) == 1
+
+
+def _clim(axis) -> tuple[float, float]:
+    return axis.get_images()[0].get_clim()
+
+
+def test_user_mistakes_name_the_argument_or_path(run_dir, image_file, tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"--workdir .*nowhere: no such directory"):
+        attack_image.attack_image(image_file, tmp_path / "nowhere")
+    with pytest.raises(ValueError, match=r"--networks .* has no \{name\}"):
+        attack_image.attack_image(image_file, run_dir, networks_pattern=str(run_dir / "N"))
+    with pytest.raises(ValueError, match=r"--steps must be an integer >= 1"):
+        attack_image.attack_image(image_file, run_dir, steps=0)
+    with pytest.raises(ValueError, match=r"crop = 34×40: .*multiples of 4"):
+        attack_image.attack_image(image_file, run_dir, resize_hw=(36, 48), crop_hw=(34, 40))
+    wrong = tmp_path / "wrong"
+    (wrong / "networks").mkdir(parents=True)
+    (wrong / "config.json").write_text((run_dir / "config.json").read_text())
+    (wrong / "networks" / "N").symlink_to(run_dir / "networks" / "G")
+    with pytest.raises(ValueError, match=r"networks/N: holds a saliency network .*loaded as N"):
+        attack_image.attack_image(image_file, wrong)
+    with pytest.raises(SystemExit):
+        attack_image.main(
+            [
+                "--image",
+                str(image_file),
+                "--workdir",
+                str(run_dir),
+                "--out",
+                str(tmp_path / "p.png"),
+                "--steps",
+                "0",
+            ]
         )
-        assert panel.size == expected
-        pixels = np.asarray(panel.convert("RGB"))
-    label = attack_image.LABEL_HEIGHT
-    for row in range(attack_image.PANEL_ROWS):
-        for column in range(attack_image.PANEL_COLUMNS):
-            top, left = row * (height + label) + label, column * width
-            tile = pixels[top : top + height, left : left + width]
-            assert tile.std() > 0, (row, column)  # drawn, not a blank placeholder
 
 
 def test_attack_stays_in_the_ball_and_changes_the_prediction(run_dir, image_file):

@@ -337,7 +337,7 @@ def test_failed_build_leaves_no_dataset_and_a_rebuild_works(tmp_path):
     depth = manual / "data/nyu2_test/00002_depth.png"
     good_bytes = depth.read_bytes()
     depth.write_bytes(good_bytes[:3000])
-    config = nyu_depth_v2.NyuConfig(name="csv_png_test", distribution="csv_png", splits=("test",))
+    config = "csv_png_test"  # the registered test-only config
     with pytest.raises(DataFormatError, match=r"00002_depth\.png .*row 3"):
         _build(config, manual, data_dir)
     assert not list(data_dir.rglob("dataset_info.json"))
@@ -356,7 +356,7 @@ def test_failed_build_leaves_no_dataset_and_a_rebuild_works(tmp_path):
 
 
 def test_real_csv_png_samples(nyu_samples, tmp_path):
-    config = nyu_depth_v2.NyuConfig(name="csv_png_test", distribution="csv_png", splits=("test",))
+    config = "csv_png_test"  # the registered test-only config
     built = _build(config, nyu_samples, tmp_path)["test"]
     rows = [line.split(",") for line in (nyu_samples / "nyu2_test.csv").read_text().split()]
     assert set(built) == {rgb for rgb, _ in rows}
@@ -374,7 +374,7 @@ def test_real_csv_png_samples(nyu_samples, tmp_path):
 
 
 def test_real_h5_sample_equals_its_png_pair(nyu_samples, tmp_path):
-    config = nyu_depth_v2.NyuConfig(name="h5_test", distribution="h5", splits=("test",))
+    config = "h5_test"
     built = _build(config, nyu_samples / "h5", tmp_path)["test"]
     assert set(built) == {"val/official/00001.h5"}
     example = built["val/official/00001.h5"]

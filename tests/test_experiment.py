@@ -52,6 +52,27 @@ def test_smoke_run_finishes_every_stage(smoke_run):
     assert rows[-1]["step"] == 4 and "adversarial_fraction" in rows[-1]
 
 
+def test_smoke_run_logs_learning_curves_and_stage_times(smoke_run):
+    workdir, _ = smoke_run
+    for stage, names in (
+        ("train_depth", {"test_rmse", "test_delta1"}),
+        ("train_saliency", {"test_rmse", "test_mask_mean", "test_mask_above_half"}),
+    ):
+        log = workdir / stage / "logs" / "metrics.jsonl"
+        rows = [json.loads(line) for line in log.read_text().splitlines()]
+        curve = [r for r in rows if "test_rmse" in r]
+        assert [r["step"] for r in curve] == [2, 4], stage
+        assert names <= set(curve[-1]), stage
+        timing = experiment.stage_done(workdir, stage)["timing"]
+        assert timing["steps"] == 4 and timing["first_step_seconds"] > 0
+    times = {t["stage"]: t for t in experiment.stage_times(workdir)}
+    assert set(experiment.STAGES) - {"report"} <= set(times)
+    assert times["evaluate"]["compile_seconds"] >= 0
+    report = (workdir / "report.md").read_text(encoding="utf-8")
+    for text in ("## Stage times", "## Premises", "per-pixel mean map", "| G_adv |"):
+        assert text in report, text
+
+
 def test_rerun_skips_finished_stages(smoke_run):
     workdir, _ = smoke_run
     before = {s: experiment.stage_done(workdir, s) for s in experiment.STAGES}
@@ -65,3 +86,29 @@ def test_unknown_stage_is_a_clear_error(tmp_path):
     result = _main(tmp_path, "--config.stages=('data','train_everything')")
     assert result.returncode != 0
     assert "train_everything" in result.stderr
+
+
+def test_trained_networks_export_with_a_record_the_tests_can_recompute(smoke_run, tmp_path):
+    from mde_adv import models, pretrained, variables_io
+    from mde_adv.pretrained import __main__ as export
+
+    workdir, _ = smoke_run
+    record = export.export(workdir, tmp_path)
+    assert record["dataset"] == "procedural_rooms/tiny" and record["render_hw"] == [48, 64]
+    n, _ = variables_io.load_variables(tmp_path / "N")
+    g, _ = variables_io.load_variables(tmp_path / "G")
+    sizes = export._sizes(json.loads((workdir / "config.json").read_text())["data"]["pipeline"])
+    x, y = pretrained.record_images(48, 64, sizes, record["record_images"])
+    scores = pretrained.clean_scores(
+        models.depth_net(record["depth_net"]),
+        n,
+        models.saliency_net(record["saliency_net"]),
+        g,
+        x,
+        y,
+    )
+    for name in ("N(x)", "N(x⊗G(x))", "constant", "per-pixel mean map"):
+        expected = record["record_scores"][name]
+        assert scores[name] == pytest.approx(expected, rel=1e-5, nan_ok=True), name
+    assert scores["G(x) mask mean"] == pytest.approx(record["record_scores"]["G(x) mask mean"])
+    assert record["test_split_scores"]["N"]["step"] == 4

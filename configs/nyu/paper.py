@@ -20,6 +20,9 @@ def get_config():
     c.data.pipeline.depth_hw = (114, 152)
     c.data.pipeline.worker_count = 8
     c.data.pipeline.read_threads = 8
+    for name in c.networks:  # the default study's shipped N and G are of another size
+        c.networks[name] = ""
+        c.init[name] = ""
     c.depth_net = dict(encoder="resnet50", width=1.0, dtype="float32", up_projection="auto")
     c.saliency_net = dict(encoder="drn_d_22", width=1.0, dtype="float32", up_projection="auto")
     paper = dict(learning_rate=1e-4, log_every=50, checkpoint_every=2000)

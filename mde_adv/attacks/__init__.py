@@ -2,11 +2,25 @@
 
 `attack` (validated, jitted), `attack_traced` (inside your own jit), `eps_sweep` (several ε in
 one computation), `AttackConfig` (method, threat model, loss, ε space, ...), Algorithm 1's
-`sample_algorithm1` and the ε-space helpers.
+`sample_algorithm1` and the ε-space helpers. Reliable evaluation: method 'apgd' (Auto-PGD)
+and 'square' (gradient-free search) through the same entry points, `attack_with_restarts`
+(restarts on the batch axis, a named selection criterion), `worst_case` over an ensemble of
+`Member`s, `adaptive` (end-to-end composition, BPDA / straight-through, EOT) and
+`diagnostics` (gradient-masking checks).
 """
 
-from mde_adv.attacks.config import DEFAULT_T_MAX, METHODS, NORMS, TARGETS, AttackConfig
+from mde_adv.attacks import adaptive, diagnostics
+from mde_adv.attacks.config import (
+    DEFAULT_T_MAX,
+    METHODS,
+    NORMS,
+    SEARCH_METHODS,
+    TARGETS,
+    AttackConfig,
+)
 from mde_adv.attacks.engine import attack, attack_traced, eps_sweep, step_size
+from mde_adv.attacks.ensemble import Member, WorstCase, worst_case
+from mde_adv.attacks.restarts import CRITERIA, attack_with_restarts
 from mde_adv.attacks.sampler import (
     ALGORITHM1_EPS_RANGE,
     ALGORITHM1_P_ADVERSARIAL,
@@ -20,13 +34,20 @@ __all__ = [
     "ALGORITHM1_EPS_RANGE",
     "ALGORITHM1_P_ADVERSARIAL",
     "ALGORITHM1_STEPS_RANGE",
+    "CRITERIA",
     "DEFAULT_T_MAX",
     "METHODS",
     "NORMS",
+    "SEARCH_METHODS",
     "TARGETS",
     "AttackConfig",
+    "Member",
+    "WorstCase",
+    "adaptive",
     "attack",
     "attack_traced",
+    "attack_with_restarts",
+    "diagnostics",
     "eps_sweep",
     "example_keys",
     "inscribed_eps",
@@ -34,4 +55,5 @@ __all__ = [
     "sample_algorithm1",
     "step_size",
     "to_normalised",
+    "worst_case",
 ]

@@ -6,6 +6,9 @@ from mde_adv.losses import ATTACK_LOSSES
 from mde_adv.normalization import EPS_SPACES
 
 METHODS: tuple[str, ...] = ("fgsm", "ifgsm", "pgd", "mifgsm")
+# Attacks with their own loop (mde_adv/attacks/apgd.py, square.py), same conventions; the
+# engine's entry points run them too.
+SEARCH_METHODS: tuple[str, ...] = ("apgd", "square")
 NORMS: tuple[str, ...] = ("linf", "l2")
 TARGETS: tuple[str, ...] = ("ground_truth", "clean_prediction")
 DEFAULT_T_MAX = 10  # Algorithm 1: T ~ U{1..10}
@@ -21,17 +24,23 @@ class AttackConfig:
     """What the attack does; every field is static (changing one recompiles).
 
     method: 'fgsm' (one step), 'ifgsm' (Eq. 1), 'pgd' (IFGSM from a random start),
-      'mifgsm' (IFGSM on the momentum of ℓ1-normalised gradients).
+      'mifgsm' (IFGSM on the momentum of ℓ1-normalised gradients), 'apgd' (Auto-PGD:
+      step halving at checkpoints, momentum, best iterate kept; `attacks.apgd`), 'square'
+      (gradient-free random search over square windows, T queries; `attacks.square`).
     norm: threat model 'linf' (sign steps, clip to [−ε, ε]) or 'l2' (steps α·g/‖g‖₂,
       projection onto the ℓ2 ball of radius ε), both per example.
     loss: a key of `mde_adv.losses.ATTACK_LOSSES` ('l1' is the paper's).
     space: 'normalised' (ε, α in normalised-input units, no clip; the authors' code) or
       'pixel' (ε, α in [0, 1] pixel units; the adversarial image is clipped to [0, 1]).
     alpha: step size in ε's units (for 'l2' the ℓ2 length of a step). None = the method's
-      default: fgsm ε, ifgsm 1 (the paper), pgd 2.5·ε/T, mifgsm ε/T (per example).
+      default: fgsm ε, ifgsm 1 (the paper), pgd 2.5·ε/T, mifgsm ε/T, apgd 2ε (its initial
+      step), square: not used (its window schedule is fixed), per example.
     t_max: static number of loop iterations, the largest allowed T. None = 1 for fgsm, else 10.
-    momentum: decay μ of mifgsm.
-    random_start: start uniformly in the ε-ball; None = True for pgd only.
+    momentum: decay μ of mifgsm; for apgd the weight of the new step (AutoAttack's 0.75 when
+      None). None = 1.0 for every other method.
+    random_start: start uniformly in the ε-ball; None = True for pgd and square (square
+      always starts from random vertical stripes). apgd starts at x by default (its first
+      step is then FGSM's corner); `attack_with_restarts` adds random starts.
     targeted: minimise the loss (move towards the reference depth) instead of maximising it.
     target: reference depth of the loss: 'ground_truth' (the depth map passed as `y`, which
       for a targeted attack is the target map) or 'clean_prediction' (stop_gradient of the
@@ -46,22 +55,28 @@ class AttackConfig:
     space: str = "normalised"
     alpha: float | None = None
     t_max: int | None = None
-    momentum: float = 1.0
+    momentum: float | None = None
     random_start: bool | None = None
     targeted: bool = False
     target: str = "ground_truth"
     target_scale: float = 1.0
 
     def __post_init__(self):
-        _check_choice("method", self.method, METHODS)
+        _check_choice("method", self.method, METHODS + SEARCH_METHODS)
         _check_choice("norm", self.norm, NORMS)
         _check_choice("loss", self.loss, tuple(ATTACK_LOSSES))
         _check_choice("space", self.space, EPS_SPACES)
         _check_choice("target", self.target, TARGETS)
         if self.alpha is not None and not float(self.alpha) > 0:
             raise ValueError(f"AttackConfig.alpha must be positive or None, got {self.alpha}")
-        if not float(self.momentum) >= 0:
+        momentum = self.momentum
+        if momentum is None:
+            momentum = 0.75 if self.method == "apgd" else 1.0
+        if not float(momentum) >= 0:
             raise ValueError(f"AttackConfig.momentum must be >= 0, got {self.momentum}")
+        if self.method == "apgd" and not float(momentum) <= 1:
+            raise ValueError(f"AttackConfig.momentum of apgd must be in [0, 1], got {momentum}")
+        object.__setattr__(self, "momentum", float(momentum))
         if not abs(float(self.target_scale)) < float("inf"):
             raise ValueError(f"AttackConfig.target_scale must be finite, got {self.target_scale}")
         t_max = self.t_max
@@ -71,7 +86,11 @@ class AttackConfig:
             raise ValueError(f"AttackConfig.t_max must be an integer >= 1, got {self.t_max!r}")
         if self.method == "fgsm" and t_max != 1:
             raise ValueError(f"AttackConfig.t_max={t_max} but fgsm takes exactly one step")
-        random_start = self.method == "pgd" if self.random_start is None else self.random_start
+        if self.method == "square" and self.random_start is False:
+            raise ValueError("AttackConfig.random_start=False: square always starts at random")
+        random_start = self.random_start
+        if random_start is None:
+            random_start = self.method in ("pgd", "square")
         object.__setattr__(self, "t_max", int(t_max))
         object.__setattr__(self, "random_start", bool(random_start))
         if self.alpha is not None:

@@ -1,6 +1,7 @@
 """The attack engine: FGSM / IFGSM / PGD / MI-FGSM, ℓ∞ or ℓ2, in either ε space, per-example ε
-and T in one compiled loop. Used alike by training (`attack_traced` inside a jitted step) and
-evaluation (`attack`, `eps_sweep`: validated and jitted).
+and T in one compiled loop (APGD and the square search run their own loops, apgd.py and
+square.py, behind the same entry points). Used alike by training (`attack_traced` inside a
+jitted step) and evaluation (`attack`, `eps_sweep`: validated and jitted).
 
 The attacked function is any `predict_fn(x[B,H,W,3] normalised) -> depth[B,h,w,1]` (N, the
 pipeline x ↦ N(x ⊗ G(x)), ...) that treats examples independently (models in inference
@@ -27,12 +28,15 @@ import jax.numpy as jnp
 from jax.tree_util import Partial
 
 from mde_adv.attacks import geometry, spaces
+from mde_adv.attacks.apgd import apgd_batch
 from mde_adv.attacks.config import AttackConfig
 from mde_adv.attacks.sampler import example_keys
+from mde_adv.attacks.square import square_batch
 from mde_adv.attacks.validation import validate_attack_args, validate_eps_values
 from mde_adv.losses import attack_loss
 
 PredictFn = Callable[[jax.Array], jax.Array]
+SEARCH_BATCHES = {"apgd": apgd_batch, "square": square_batch}
 
 
 def step_size(config: AttackConfig, eps: jax.Array, steps: jax.Array) -> jax.Array:
@@ -41,6 +45,8 @@ def step_size(config: AttackConfig, eps: jax.Array, steps: jax.Array) -> jax.Arr
         return jnp.asarray(config.alpha, jnp.float32)
     if config.method == "fgsm":
         return eps
+    if config.method == "apgd":
+        return 2.0 * eps  # its initial step (halved at checkpoints, apgd.py)
     if config.method == "pgd":
         return 2.5 * eps / jnp.maximum(steps, 1.0)
     if config.method == "mifgsm":
@@ -64,6 +70,8 @@ def _attack_batch(
     region: jax.Array | None,
 ) -> jax.Array:
     """The attack on a batch x[B,H,W,3] (normalised) with eps f32[B] and steps int32[B]."""
+    if config.method in SEARCH_BATCHES:  # apgd, square: their own loop, same conventions
+        return SEARCH_BATCHES[config.method](predict_fn, config, x, y, eps, steps, keys, region)
     loss_fn = attack_loss(config.loss)
     if config.target == "clean_prediction":
         reference = jax.lax.stop_gradient(predict_fn(x))

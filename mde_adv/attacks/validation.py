@@ -10,10 +10,22 @@ import numpy as np
 from mde_adv.attacks.config import AttackConfig
 
 
+def _check_concrete(**arrays) -> None:
+    traced = [name for name, value in arrays.items() if isinstance(value, jax.core.Tracer)]
+    if traced:
+        raise ValueError(
+            f"attack/eps_sweep got traced {', '.join(traced)}: they validate concrete arrays "
+            "and jit themselves, so call them outside jax.jit/vmap/grad, or call "
+            "attacks.attack_traced inside your traced function"
+        )
+
+
 def _check_images(x) -> None:
     shape = getattr(x, "shape", None)
     if shape is None or len(shape) != 4 or shape[-1] != 3:
         raise ValueError(f"x must be an image batch [B, H, W, 3], got shape {shape}")
+    if shape[0] == 0:
+        raise ValueError(f"x must hold at least one image (B ≥ 1), got shape {shape}")
     if x.dtype != jnp.float32:
         raise ValueError(f"x must be float32 (normalised images), got dtype {x.dtype}")
     if not bool(jnp.all(jnp.isfinite(x))):
@@ -32,6 +44,12 @@ def _check_depth(y, batch: int, config: AttackConfig) -> None:
         raise ValueError(f"y must be a depth batch [{batch}, h, w, 1], got shape {shape}")
     if not jnp.issubdtype(y.dtype, jnp.floating):
         raise ValueError(f"y must be floating point (metres), got dtype {y.dtype}")
+    finite = np.isfinite(np.asarray(y))
+    if not finite.all():
+        raise ValueError(
+            f"y (depth in metres) holds {int(np.count_nonzero(~finite))} NaN or Inf values "
+            f"of {finite.size}: the attack loss would be NaN and x would come back unchanged"
+        )
 
 
 def _per_example(name: str, value, batch: int) -> np.ndarray:
@@ -91,6 +109,7 @@ def validate_attack_args(config, x, y, eps, steps, key, region_mask):
     """Checks of `attack`'s arguments; returns (eps f32[B], steps int32[B]) as NumPy arrays."""
     if not isinstance(config, AttackConfig):
         raise ValueError(f"config must be an AttackConfig, got {type(config).__name__}")
+    _check_concrete(x=x, y=y, eps=eps, steps=steps, region_mask=region_mask)
     _check_images(x)
     batch = x.shape[0]
     _check_depth(y, batch, config)

@@ -14,9 +14,9 @@ array_record by default (TFRecord would need TensorFlow). Build, e.g.:
 `tfds.builder("nyu_depth_v2_manual/csv_png", data_dir=D).download_and_prepare(
 download_config=tfds.download.DownloadConfig(manual_dir=M))`.
 
-A config with fewer splits (e.g. only the test set at hand) is a `NyuConfig` passed as
-`NyuDepthV2Manual(config=NyuConfig(name="csv_png_test", distribution="csv_png",
-splits=("test",)))`.
+Test-only configs `csv_png_test`, `labeled_mat_test`, `h5_test` build split `test` alone (the
+654 official test images, without the training set): what an evaluation of given networks
+needs (configs/nyu/evaluate.py).
 """
 
 import dataclasses
@@ -62,6 +62,14 @@ class NyuDepthV2Manual(tfds.core.GeneratorBasedBuilder):
             distribution="h5",
             description="Sparse-to-dense h5 files (47,584 train / 654 val → test).",
         ),
+    ] + [
+        NyuConfig(
+            name=f"{distribution}_test",
+            distribution=distribution,
+            splits=("test",),
+            description=f"The test split alone (654 images) of the {distribution} distribution.",
+        )
+        for distribution in DISTRIBUTIONS
     ]
     MANUAL_DOWNLOAD_INSTRUCTIONS = """
     Place ONE of these distributions in the manual dir (`--manual_dir`, or

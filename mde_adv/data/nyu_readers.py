@@ -44,8 +44,12 @@ def decode_rgb(data: bytes, name: str) -> np.ndarray:
         raise DataFormatError(f"{name}: cannot decode the image ({error})") from error
 
 
-def decode_depth_png(data: bytes, name: str) -> np.ndarray:
-    """Depth PNG -> float32 [H, W] metres: 8-bit value/255·10 (train), 16-bit value/1000 (mm)."""
+def decode_depth_png(data: bytes, name: str, *, require_16bit: bool = False) -> np.ndarray:
+    """Depth PNG -> float32 [H, W] metres: 8-bit value/255·10 (train), 16-bit value/1000 (mm).
+
+    require_16bit: the test split's depth is 16-bit millimetres by definition (spec §6); an
+    8-bit map there (≤ 10 m in 1/25.5 m steps, or a plain greyscale conversion) is an error.
+    """
     try:
         with Image.open(io.BytesIO(data)) as image:
             image.load()
@@ -53,6 +57,11 @@ def decode_depth_png(data: bytes, name: str) -> np.ndarray:
             values = np.asarray(image)
     except _DECODE_ERRORS as error:
         raise DataFormatError(f"{name}: cannot decode the depth PNG ({error})") from error
+    if mode == "L" and require_16bit:
+        raise DataFormatError(
+            f"{name}: test depth must be a 16-bit PNG in millimetres (spec §6), got an 8-bit "
+            "PNG (mode 'L'); use the test depth files of the distribution, not a conversion"
+        )
     if mode == "L":
         return values.astype(np.float32) / 255.0 * TRAIN_PNG_MAX_DEPTH_M
     if mode in ("I;16", "I;16B", "I;16L", "I"):
@@ -178,7 +187,7 @@ def read_csv_index(tree: FileTree, csv_name: str) -> list[tuple[int, str, str, s
 
 def csv_png_examples(root: pathlib.Path, csv_name: str, *, allow_holes: bool) -> Iterator[Example]:
     """Examples of one csv of the csv + PNG distribution in a folder or zip `root`;
-    ids are the RGB paths as the csv lists them."""
+    ids are the RGB paths as the csv lists them. A hole-free (test) split needs 16-bit depth."""
     tree = FileTree(root)
     try:
         csv_path = find_csv(tree, csv_name)
@@ -187,7 +196,9 @@ def csv_png_examples(root: pathlib.Path, csv_name: str, *, allow_holes: bool) ->
             rgb_label = f"{tree.describe(rgb_name)} {where}"
             depth_label = f"{tree.describe(depth_name)} {where}"
             rgb = decode_rgb(tree.read(rgb_name), rgb_label)
-            depth = decode_depth_png(tree.read(depth_name), depth_label)
+            depth = decode_depth_png(
+                tree.read(depth_name), depth_label, require_16bit=not allow_holes
+            )
             check_pair(rgb, depth, rgb_label, depth_label, allow_holes=allow_holes)
             yield rgb_path, rgb, depth
     finally:

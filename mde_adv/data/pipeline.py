@@ -17,7 +17,6 @@ Batches: {'image': f32[B, h, w, 3] normalised, 'depth': f32[B, dh, dw, 1] metres
 import dataclasses
 import functools
 import math
-import pathlib
 import sys
 import time
 from collections.abc import Iterator, Mapping
@@ -26,10 +25,9 @@ from typing import Any
 import grain
 import jax
 import numpy as np
-import tensorflow_datasets as tfds
 from absl import flags
 
-from mde_adv.data import nyu_depth_v2, procedural_rooms  # noqa: F401 (registers the builders)
+from mde_adv.data import builders
 from mde_adv.data.errors import DatasetNotBuiltError
 from mde_adv.data.transforms import TransformSizes, eval_transform, train_transform
 
@@ -87,20 +85,15 @@ class DataConfig:
 def load_split(name: str, split: str, data_dir: str | None = None):
     """The random-access TFDS data source of a prepared split (see DataConfig.name).
 
-    Raises DatasetNotBuiltError where the dataset was never built or its build failed.
+    Raises DatasetNotBuiltError where the dataset was never built or its build failed,
+    UnknownDatasetError where `name` is neither a known 'builder/config' nor a folder.
     """
-    folder = pathlib.Path(name)
-    if folder.is_absolute() or folder.exists():
-        if not (folder / "dataset_info.json").is_file():
-            raise DatasetNotBuiltError(f"no finished dataset in {folder} (no dataset_info.json)")
-        builder = tfds.builder_from_directory(folder)
-    else:
-        builder = tfds.builder(name, data_dir=data_dir)
+    builder = builders.dataset_builder(name, data_dir)
     if not builder.is_prepared():
         raise DatasetNotBuiltError(
-            f"no finished dataset {name!r} in {builder.data_dir}: build it first, e.g. "
-            f"tfds.builder({name!r}, data_dir=...).download_and_prepare("
-            "file_format='array_record')"
+            f"no finished dataset {name!r} in {builder.data_dir}: build it first (the main "
+            f"job's 'data' stage, or mde_adv.data.builders.prepare({name!r}, data_dir, "
+            "manual_dir))"
         )
     if split not in builder.info.splits:
         raise ValueError(

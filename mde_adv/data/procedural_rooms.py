@@ -4,9 +4,9 @@ Nothing is downloaded: every example is rendered by `rooms.render_room(seed, hei
 with seed = index in `train` and TEST_SEED_OFFSET + index in `test`, so an example depends on
 its split and index only (not on the build order or on the number of workers), and the same
 index shows the same scene at every resolution. Features: `rgbd_features(height, width)`,
-ids `"train/000042"`. Configs: `small` (240×320), `full` (480×640) and `tiny` (48×64, for
-CPU tests); a custom size or
-count is a `ProceduralRoomsConfig` passed as `ProceduralRooms(config=...)`. Files are
+ids `"train/000042"`. Configs: `small` (240×320), `study` (`small`'s first 320 train
+examples: the default study), `full` (480×640) and `tiny` (48×64, for CPU tests); a custom
+size or count is a `ProceduralRoomsConfig` passed as `ProceduralRooms(config=...)`. Files are
 array_record by default (readable without TensorFlow).
 """
 
@@ -69,6 +69,12 @@ class ProceduralRooms(tfds.core.GeneratorBasedBuilder):
     RELEASE_NOTES: ClassVar[dict[str, str]] = {"1.0.0": "Initial release."}
     BUILDER_CONFIGS: ClassVar[list[tfds.core.BuilderConfig]] = [
         ProceduralRoomsConfig(name="small", description="240×320, 640 train / 100 test."),
+        ProceduralRoomsConfig(
+            name="study",
+            num_train=320,
+            description="240×320, the first 320 train / 100 test examples of `small`: the CPU "
+            "default study (its shipped N and G trained on `small`).",
+        ),
         ProceduralRoomsConfig(
             name="full",
             height=480,

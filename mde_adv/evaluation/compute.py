@@ -26,6 +26,7 @@ GroupValues = dict[tuple[str, str], dict[str, np.ndarray]]
 
 @jax.jit
 def _call(fn: Partial, x: jax.Array) -> jax.Array:
+    """fn(x) for a network `Partial`: one compiled program per network form."""
     return fn(x)
 
 
@@ -60,59 +61,66 @@ def adversarial_inputs(
     key: jax.Array,
     region_mask: jax.Array | None = None,
 ) -> jax.Array:
-    """f32[S,B,H,W,3]: for each ε of the group, Adv(x; target) by one eps_sweep over the
-    non-zero radii (ε = 0 gives x itself). y: ground-truth depth (unused by attacks whose
-    reference is the clean prediction). key: PRNG key (used by random starts only)."""
+    """f32[S,B,H,W,3]: for each ε of the group, Adv(x; target) (ε = 0 gives x itself). One
+    `attacks.attack` call per radius: ε is traced, so every radius and every group with the
+    same attack and attacked network share one compiled program. y: ground-truth depth (unused
+    by attacks whose reference is the clean prediction). key: PRNG key (random starts only)."""
     attacked = attacked_function(ATTACK_TARGETS[group.target], fns)
-    radii = np.asarray([e for e in group.eps if e > 0], np.float32)
-    swept = None
-    if radii.size:
-        swept = attacks.eps_sweep(
+    reference = None if group.config.target == "clean_prediction" else y
+    start_key = key if group.config.random_start else None
+    inputs = [
+        attacks.attack(
             attacked,
             x,
-            None if group.config.target == "clean_prediction" else y,
-            eps_values=radii,
+            reference,
+            eps=float(eps),
             steps=group.steps,
             config=group.config,
-            key=key if group.config.random_start else None,
+            key=start_key,
             region_mask=region_mask,
         )
-    inputs, next_radius = [], 0
-    for eps in group.eps:
-        if eps > 0:
-            inputs.append(swept[next_radius])
-            next_radius += 1
-        else:
-            inputs.append(x)
+        if eps > 0
+        else x
+        for eps in group.eps
+    ]
     return jnp.stack(inputs)
 
 
-def _method_depth(fns, method: Method, z, clean, masks) -> jax.Array:
+@jax.jit
+def _masked_depth(depth_fn: Partial, saliency_fn: Partial, z: jax.Array, source: jax.Array):
+    """(N(z ⊗ G(source)), G(source))."""
+    mask = saliency_fn(source)
+    return depth_fn(z * mask), mask
+
+
+def method_output(
+    fns: NetworkFns, method: Method, z: jax.Array, clean: jax.Array
+) -> tuple[jax.Array, jax.Array | None]:
+    """(depth f32[B,h,w,1], mask f32[B,H,W,1] or None) of `method` on inputs z f32[B,H,W,3]
+    (the oracle's mask from clean). The networks are arguments of the compiled programs, so
+    methods of the same form (N and N_adv; G and G_adv; mask from z or from x) share one."""
     if method.saliency_net is None:
-        return fns[method.depth_net](z)
-    source = "clean" if method.mask_from_clean else "z"
-    if (method.saliency_net, source) not in masks:
-        masks[method.saliency_net, source] = fns[method.saliency_net](
-            clean if method.mask_from_clean else z
-        )
-    return fns[method.depth_net](z * masks[method.saliency_net, source])
+        return _call(fns[method.depth_net], z), None
+    source = clean if method.mask_from_clean else z
+    return _masked_depth(fns[method.depth_net], fns[method.saliency_net], z, source)
 
 
-@functools.partial(jax.jit, static_argnames=("methods",))
-def method_depths(
-    fns: NetworkFns, x: jax.Array, inputs: jax.Array, *, methods: tuple[Method, ...]
-) -> tuple[jax.Array, ...]:
-    """Depth f32[S,B,h,w,1] of each method on inputs f32[S,B,H,W,3] (the oracle masks come
-    from x f32[B,H,W,3]), all settings in one computation."""
-    settings, batch = inputs.shape[:2]
-    z = inputs.reshape(settings * batch, *inputs.shape[2:])
-    clean = jnp.tile(x, (settings, 1, 1, 1))
-    masks = {}
-    depths = [_method_depth(fns, method, z, clean, masks) for method in methods]
-    return tuple(d.reshape(settings, batch, *d.shape[1:]) for d in depths)
+def mask_statistics(mask: jax.Array) -> dict[str, jax.Array]:
+    """Per-image f32[B] of a mask f32[B,H,W,1]: 'mask_mean' and 'mask_above_half' (the share
+    of pixels above 0.5)."""
+    axes = (1, 2, 3)
+    return {
+        "mask_mean": jnp.mean(mask, axis=axes),
+        "mask_above_half": jnp.mean((mask > 0.5).astype(jnp.float32), axis=axes),
+    }
 
 
-@functools.partial(jax.jit, static_argnames=("methods",))
+@jax.jit
+def _scores(depth: jax.Array, mask: jax.Array | None, y: jax.Array) -> dict[str, jax.Array]:
+    values = image_metrics(depth, y)
+    return values if mask is None else {**values, **mask_statistics(mask)}
+
+
 def method_metrics(
     fns: NetworkFns,
     x: jax.Array,
@@ -120,16 +128,14 @@ def method_metrics(
     y: jax.Array,
     *,
     methods: tuple[Method, ...],
-) -> tuple[dict[str, jax.Array], ...]:
+) -> tuple[dict[str, np.ndarray], ...]:
     """Per-image metrics {name: f32[S,B]} (metrics.image_metrics vs y f32[B,H',W',1]) of each
-    method on inputs f32[S,B,H,W,3]: one jitted computation for all settings."""
-    settings, batch = inputs.shape[:2]
-    depths = method_depths(fns, x, inputs, methods=methods)
-    targets = jnp.tile(y, (settings, 1, 1, 1))
+    method on inputs f32[S,B,H,W,3] (the oracle masks from x f32[B,H,W,3]), and for a masked
+    method its mask's `mask_statistics`."""
     per_method = []
-    for depth in depths:
-        values = image_metrics(depth.reshape(settings * batch, *depth.shape[2:]), targets)
-        per_method.append({k: v.reshape(settings, batch) for k, v in values.items()})
+    for method in methods:
+        settings = [_scores(*method_output(fns, method, z, x), y) for z in inputs]
+        per_method.append({k: np.stack([np.asarray(s[k]) for s in settings]) for k in settings[0]})
     return tuple(per_method)
 
 
@@ -243,7 +249,7 @@ def figure_arrays(
         "depth:N(x)": np.asarray(_call(fns["N"], x)),
     }
     for method in group.methods:
-        depth = method_depths(fns, x, x_adv[None], methods=(method,))[0][0]
+        depth, _ = method_output(fns, method, x_adv, x)
         arrays[f"depth:{method.label()}"] = np.asarray(depth)
     for name in FIGURE_MASKS:
         if name in fns:

@@ -61,14 +61,24 @@ class AttackGroup:
         return needed
 
 
-def _attack_config(name: str, steps: int, eval_config, **overrides) -> attacks.AttackConfig:
+def _largest_t(eval_config) -> int:
+    """The largest T of the selected sections: every iterative attack's loop bound, so that
+    attacks differing only in T (traced) share one compiled program."""
+    steps = [1]
+    for table in eval_config.tables:
+        value = eval_config[table].get("steps", 1)
+        steps += list(value) if isinstance(value, list | tuple) else [value]
+    return max(int(s) for s in steps)
+
+
+def _attack_config(name: str, eval_config, **overrides) -> attacks.AttackConfig:
     """The engine config of attack `name` with α = eval_config.alpha for FGSM/IFGSM."""
     alpha = float(eval_config.alpha) if name in ("fgsm", "ifgsm") else None
     return attacks.AttackConfig(
         method=name,
         space=eval_config.eps_space,
         alpha=alpha,
-        t_max=1 if name == "fgsm" else steps,
+        t_max=1 if name == "fgsm" else _largest_t(eval_config),
         **overrides,
     )
 
@@ -81,7 +91,7 @@ def _eps_group(table, section, eval_config, methods, **kwargs) -> AttackGroup:
     eps = tuple(float(e) for e in section.eps)
     steps = int(section.get("steps", 1))
     settings = kwargs.pop("settings", tuple(eps_label(e) for e in eps))
-    config = _attack_config(section.attack, steps, eval_config)
+    config = _attack_config(section.attack, eval_config)
     return AttackGroup(table, settings, eps, steps, config, methods, **kwargs)
 
 
@@ -94,14 +104,13 @@ def _single(
     *,
     attack=None,
     steps=None,
-    t_max=None,
     overrides=None,
     **group_fields,
 ) -> AttackGroup:
     """A group of the one ε section.eps, labelled `setting`."""
     attack = attack or section.attack
     steps = int(section.get("steps", 1) if steps is None else steps)
-    config = _attack_config(attack, t_max or steps, eval_config, **(overrides or {}))
+    config = _attack_config(attack, eval_config, **(overrides or {}))
     eps = (float(section.eps),)
     return AttackGroup(table, (setting,), eps, steps, config, methods, **group_fields)
 
@@ -128,10 +137,8 @@ def _table_groups(table: str, eval_config) -> list[AttackGroup]:
         return [_single(table, eps_label(section.eps), section, eval_config, methods)]
     if table == "fig5":
         methods = _methods(section.methods)
-        t_max = max(section.steps)
         return [
-            _single(table, f"T={t}", section, eval_config, methods, steps=t, t_max=t_max)
-            for t in section.steps
+            _single(table, f"T={t}", section, eval_config, methods, steps=t) for t in section.steps
         ]
     if table == "defence_aware":
         groups = [_eps_group(table, section, eval_config, _methods(section.reference_methods))]

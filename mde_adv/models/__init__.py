@@ -7,12 +7,15 @@ Leaves: conv `kernel` (HWIO) and `bias`; BatchNorm params `scale`/`bias`, batch_
 `mean`/`var`.
 """
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
+from mde_adv.models.depth_anything import ENCODER_PREFIX as DAV2_PREFIX
+from mde_adv.models.depth_anything import DepthAnythingNet, depth_anything_net
 from mde_adv.models.depth_net import DepthNet
 from mde_adv.models.drn import DRN_LAYOUTS
 from mde_adv.models.layers import resize_bilinear_align_corners
@@ -22,6 +25,7 @@ from mde_adv.models.up_projection import METHODS as up_projection_methods
 from mde_adv.models.up_projection import UpProjection, resize_conv
 
 __all__ = [
+    "DepthAnythingNet",
     "DepthNet",
     "SaliencyNet",
     "UpProjection",
@@ -68,9 +72,15 @@ def _model_kwargs(config: Mapping[str, Any], encoders: Mapping[str, Any], what: 
     )
 
 
-def depth_net(config: Mapping[str, Any], axis_name: str | None = None) -> DepthNet:
+def depth_net(
+    config: Mapping[str, Any], axis_name: str | None = None
+) -> DepthNet | DepthAnythingNet:
     """N from a mapping/ConfigDict with `encoder` ('resnet18'|'resnet34'|'resnet50'), `width`,
-    `dtype` ('float32'|'bfloat16') and optionally `up_projection` ('auto'|'direct'|'factored')."""
+    `dtype` ('float32'|'bfloat16') and optionally `up_projection` ('auto'|'direct'|'factored').
+    An encoder 'dav2_vits'|'dav2_vitb'|'dav2_vitl'|'dav2_tiny' builds Depth Anything V2
+    instead (`depth_anything_net`)."""
+    if str(config.get("encoder", "")).startswith(DAV2_PREFIX):
+        return depth_anything_net(config)
     return DepthNet(**_model_kwargs(config, RESNET_LAYOUTS, "depth_net"), axis_name=axis_name)
 
 
@@ -81,12 +91,19 @@ def saliency_net(config: Mapping[str, Any], axis_name: str | None = None) -> Sal
 
 
 def init_variables(
-    model: DepthNet | SaliencyNet, key: jax.Array, input_hw: tuple[int, int]
+    model: DepthNet | DepthAnythingNet | SaliencyNet, key: jax.Array, input_hw: tuple[int, int]
 ) -> dict[str, Any]:
-    """{'params', 'batch_stats'} of `model`, initialised by a jitted init on zeros[1, H, W, 3]."""
-    height, width = input_hw
-    images = jnp.zeros((1, height, width, 3), jnp.float32)
-    return jax.jit(lambda k, x: model.init(k, x, train=False))(key, images)
+    """{'params', 'batch_stats'} of `model`, initialised by a jitted init on zeros[1, H, W, 3].
+
+    The init program is compiled once per (model, input size) and process: equal models (flax
+    modules compare by their fields) reuse it, and only the key changes the values."""
+    return _jitted_init(model, key, tuple(int(n) for n in input_hw))
+
+
+@functools.partial(jax.jit, static_argnums=(0, 2))
+def _jitted_init(model, key: jax.Array, input_hw: tuple[int, int]) -> dict[str, Any]:
+    images = jnp.zeros((1, *input_hw, 3), jnp.float32)
+    return model.init(key, images, train=False)
 
 
 def count_params(params: Any) -> int:

@@ -15,13 +15,23 @@ from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+from absl import logging
 from etils import epath
 from orbax.checkpoint import checkpoint_managers
 
+from mde_adv.run_checks import differing_fields
 from mde_adv.train.steps import TrainState
-from mde_adv.variables_io import CheckpointError
+from mde_adv.variables_io import CheckpointError, error_cause
 
-__all__ = ["CheckpointError", "PreemptionFlag", "fingerprint", "manager", "restore_latest", "save"]
+__all__ = [
+    "CheckpointError",
+    "PreemptionFlag",
+    "fingerprint",
+    "manager",
+    "prune",
+    "restore_latest",
+    "save",
+]
 
 
 def manager(directory: str) -> ocp.CheckpointManager:
@@ -55,53 +65,120 @@ def save(
     meta: dict,
     metrics: dict[str, float],
 ) -> bool:
-    """Saves the host TrainState at its step unless that step is already saved."""
+    """Saves the host TrainState at its step unless that step is already saved, then deletes
+    every checkpoint but the latest and the one of lowest loss (also those of earlier runs,
+    which Orbax's policy does not see: it keeps no metrics across restarts)."""
     step = int(state.step)
     if step in mgr.all_steps():
         return False
-    return mgr.save(
+    loss = float(metrics.get("loss", float("inf")))
+    saved = mgr.save(
         step,
         args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave({**meta, "step": step})
+            state=ocp.args.StandardSave(state),
+            meta=ocp.args.JsonSave({**meta, "step": step, "loss": loss}),
         ),
-        metrics={"loss": float(metrics.get("loss", float("inf")))},
+        metrics={"loss": loss},
         force=True,  # the caller decides when to save
     )
+    mgr.wait_until_finished()
+    prune(mgr)
+    return saved
 
 
-def restore_latest(
-    mgr: ocp.CheckpointManager, template: TrainState, expected_meta: dict
-) -> tuple[TrainState, dict] | None:
-    """The latest TrainState (host arrays) and its record, or None where there is none.
+def _recorded_loss(mgr: ocp.CheckpointManager, step: int) -> float:
+    try:
+        meta = mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+        loss = float(meta.get("loss", float("inf")))
+    except Exception:  # an unreadable checkpoint is never the best
+        return float("inf")
+    return loss if loss == loss else float("inf")  # NaN is never the best
 
-    Raises CheckpointError naming the directory when the record disagrees with
-    `expected_meta` (another task or model) or the arrays do not fit the template.
-    """
-    step = mgr.latest_step()
-    if step is None:
-        return None
+
+def prune(mgr: ocp.CheckpointManager) -> None:
+    """Deletes every checkpoint but the latest and the one of lowest recorded loss."""
+    steps = sorted(mgr.all_steps())
+    if len(steps) < 2:
+        return
+    best = min(steps, key=lambda s: (_recorded_loss(mgr, s), -s))
+    for step in steps:
+        if step not in (steps[-1], best):
+            mgr.delete(step)
+
+
+def _mismatch(key: str, saved: Any, now: Any) -> list[str]:
+    """The differing fields of one record entry; fingerprints (JSON objects) field by field."""
+    try:
+        saved_obj, now_obj = json.loads(saved), json.loads(now)
+    except (TypeError, ValueError):
+        saved_obj = now_obj = None
+    if isinstance(saved_obj, dict) and isinstance(now_obj, dict):
+        return [f"{key}.{field}" for field in differing_fields(saved_obj, now_obj)]
+    return [f"{key}: saved {saved!r} vs now {now!r}"]
+
+
+def _restore_step(
+    mgr: ocp.CheckpointManager, step: int, abstract: Any, expected_meta: dict
+) -> tuple[TrainState, dict]:
     where = epath.Path(mgr.directory) / str(step)
     try:
         meta = mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
     except Exception as e:
-        raise CheckpointError(f"checkpoint {where}: its record cannot be read ({e})") from e
-    mismatched = {k: (meta.get(k), v) for k, v in expected_meta.items() if meta.get(k) != v}
+        raise _Unreadable(
+            f"checkpoint {where}: its record cannot be read ({error_cause(e)})"
+        ) from e
+    mismatched = [
+        line
+        for k, v in expected_meta.items()
+        if meta.get(k) != v
+        for line in _mismatch(k, meta.get(k), v)
+    ]
     if mismatched:
-        lines = ", ".join(f"{k}: saved {a!r} vs now {b!r}" for k, (a, b) in mismatched.items())
         raise CheckpointError(
-            f"checkpoint {where} was written with other settings ({lines}); "
+            f"checkpoint {where} was written with other settings ({'; '.join(mismatched)}); "
             "use another workdir or delete it"
         )
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
     try:
         restored = mgr.restore(
             step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))
         )["state"]
     except Exception as e:
-        raise CheckpointError(
-            f"checkpoint {where} does not fit the model being trained or is corrupt: {e}"
+        raise _Unreadable(
+            f"checkpoint {where} does not fit the model being trained or is corrupt: "
+            f"{error_cause(e)}"
         ) from e
     return restored, meta
+
+
+class _Unreadable(CheckpointError):
+    """One checkpoint cannot be read (corrupt, truncated) or does not fit the template."""
+
+
+def restore_latest(
+    mgr: ocp.CheckpointManager, template: TrainState, expected_meta: dict
+) -> tuple[TrainState, dict] | None:
+    """The latest intact TrainState (host arrays) and its record, or None where there is none.
+
+    A checkpoint that cannot be read (corrupt, truncated) is skipped with a warning for the
+    newest older one. Raises CheckpointError naming the directory and the differing fields
+    when the record disagrees with `expected_meta` (another task or settings), and when no
+    checkpoint can be read or fits the template.
+    """
+    steps = sorted(mgr.all_steps(), reverse=True)
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
+    failures = []
+    for step in steps:
+        try:
+            return _restore_step(mgr, step, abstract, expected_meta)
+        except _Unreadable as error:
+            failures.append(str(error))
+            logging.warning("%s; trying the previous checkpoint", error)
+    if failures:
+        raise CheckpointError(
+            f"no checkpoint in {mgr.directory} can be restored: {' | '.join(failures)}; "
+            "delete the directory to start the stage afresh"
+        )
+    return None
 
 
 def fingerprint(settings: Any) -> str:

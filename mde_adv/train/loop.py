@@ -1,5 +1,6 @@
 """The training loop shared by the four tasks: resume, step, log, checkpoint, preemption."""
 
+import json
 import pathlib
 import time
 from collections.abc import Callable, Iterator
@@ -15,6 +16,8 @@ from mde_adv.train import checkpoints, optimizer, parallel, steps
 from mde_adv.train.writers import MetricWriter
 
 BatchFactory = Callable[[int], Iterator[dict]]
+Evaluator = Callable[[dict], dict[str, float]]
+TIMING_FILE = "timing.json"
 
 
 class Preempted(RuntimeError):
@@ -68,12 +71,16 @@ def train_task(
     steps_per_epoch: int,
     variables: dict,
     frozen: dict | None = None,
+    evaluate: Evaluator | None = None,
 ) -> dict:
     """Trains `task` from `variables` (or resumes from `workdir`) and returns host variables.
 
     make_batches(step) yields this process's batches {'image', 'depth'} from data position
-    `step` on. frozen: N's variables for the saliency tasks. Writes checkpoints under
-    `workdir/checkpoints` and logs under `workdir/logs` (process 0).
+    `step` on. frozen: N's variables for the saliency tasks. evaluate(variables) -> scalars:
+    run every `train[task].eval_every` steps (0: never) and at the end, logged as `test_*`
+    (the learning curve). Writes checkpoints under `workdir/checkpoints`, logs under
+    `workdir/logs` and the wall times of this run (first step, i.e. compile, vs the others,
+    evaluation) to `workdir/timing.json` (process 0).
     """
     workdir = pathlib.Path(workdir)
     mode = parallel.check_mode(config.parallel.mode)
@@ -106,6 +113,8 @@ def train_task(
     device_state = parallel.replicate(host_state, mode)
     device_frozen = parallel.replicate(frozen, mode) if frozen is not None else None
     global_batch = int(tcfg.batch_size)
+    eval_every = int(tcfg.get("eval_every", 0) or 0) if evaluate is not None else 0
+    timing = {"steps": n_steps - start, "first_step_seconds": 0.0, "eval_seconds": 0.0}
     metrics: dict[str, float] = {}
     is_main = jax.process_index() == 0
     with (
@@ -122,10 +131,23 @@ def train_task(
     ):
         batches = make_batches(start)
         t0, last = time.perf_counter(), start
+        t_start = t0
         for step in range(start, n_steps):
             batch = parallel.shard_batch(next(batches), mode)
             device_state, device_metrics = step_fn(device_state, batch, device_frozen, key)
             done = step + 1
+            if step == start:  # compiles the step: timed apart from the others
+                jax.block_until_ready(device_metrics)
+                timing["first_step_seconds"] = round(time.perf_counter() - t_start, 2)
+            if eval_every and (done % eval_every == 0 or done == n_steps):
+                t_eval = time.perf_counter()
+                state_now = parallel.unreplicate(device_state, mode)
+                scores = evaluate(
+                    {"params": state_now.params, "batch_stats": state_now.batch_stats}
+                )
+                writer.write(done, {f"test_{k}": v for k, v in scores.items()})
+                logging.info("%s step %d: %s", task, done, scores)
+                timing["eval_seconds"] += time.perf_counter() - t_eval
             if done % tcfg.log_every == 0 or done == n_steps:
                 metrics = parallel.host_metrics(device_metrics, mode)
                 dt = time.perf_counter() - t0
@@ -146,6 +168,10 @@ def train_task(
                 mgr.wait_until_finished()
                 raise Preempted(f"{task}: preempted at step {done}; checkpoint saved in {workdir}")
     mgr.wait_until_finished()
+    timing["total_seconds"] = round(time.perf_counter() - t_start, 2) if n_steps > start else 0.0
+    timing["eval_seconds"] = round(timing["eval_seconds"], 2)
+    if is_main:
+        (workdir / TIMING_FILE).write_text(json.dumps(timing, indent=1))
     # The last step always saves, so host_state is the final state (or the restored one).
     return {"params": host_state.params, "batch_stats": host_state.batch_stats}
 

@@ -96,7 +96,14 @@ def replicate(tree, mode: str):
         # Process-local copies with a leading device axis: pmap places them (this is also what
         # a multi-host pmap expects; jax.device_put_replicated is gone from jax >= 0.10).
         n = jax.local_device_count()
-        return jax.tree.map(lambda a: np.broadcast_to(a, (n, *a.shape)), tree)
+        tree = jax.tree.map(lambda a: np.broadcast_to(a, (n, *a.shape)), tree)
+        if jax.process_count() > 1:
+            return tree
+        # On device, laid out as pmap lays out its outputs: the step then takes the state it
+        # returned without compiling a second program, and frozen variables are not copied to
+        # the devices on every step.
+        local = Mesh(np.asarray(jax.local_devices()), (DATA_AXIS,))
+        return jax.device_put(tree, NamedSharding(local, PartitionSpec(DATA_AXIS)))
     return jax.device_put(tree, NamedSharding(data_mesh(), PartitionSpec()))
 
 

@@ -197,7 +197,7 @@ def train_step(
             parts = losses.l_dif_terms(pred, depth)
             loss = parts["l_dif"]
             aux = dict(parts)
-        return loss, (updates["batch_stats"], aux)
+        return loss, (updates.get("batch_stats", {}), aux)  # {}: a model without BatchNorm
 
     (loss, (batch_stats, aux)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     grads = _mean_over(grads, axis_name)

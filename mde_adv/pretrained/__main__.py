@@ -1,0 +1,109 @@
+"""Copies the N and G a configs/default_networks.py run trained into the package, with their
+record: `python -m mde_adv.pretrained --workdir runs/default_networks [--out DIR]`.
+
+The record (record.json) states the config, the training stages' steps and times, the clean
+scores on the whole test split (from the run's learning curve) and on the first
+RECORD_IMAGES rendered test images (recomputed here, and again by the tests).
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import shutil
+import sys
+
+import jax
+
+from mde_adv import models, pretrained, variables_io
+
+
+def _last_test_scores(workdir: pathlib.Path, stage: str) -> dict:
+    log = workdir / stage / "logs" / "metrics.jsonl"
+    rows = [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
+    tests = [r for r in rows if any(k.startswith("test_") for k in r)]
+    return tests[-1] if tests else {}
+
+
+def export(workdir: pathlib.Path, out: pathlib.Path) -> dict:
+    """Checks and copies workdir/networks/{N,G} to out/{N,G} and writes out/record.json."""
+    config_file = workdir / "config.json"
+    if not config_file.is_file():
+        raise FileNotFoundError(f"{config_file} missing: is {workdir} a main-job workdir?")
+    config = json.loads(config_file.read_text())
+    done = {}
+    for stage in ("data", "train_depth", "train_saliency"):
+        marker = workdir / stage / "DONE.json"
+        if not marker.is_file():
+            raise FileNotFoundError(f"{marker} missing: stage {stage} has not finished")
+        done[stage] = json.loads(marker.read_text())
+    depth_model = models.depth_net(config["depth_net"])
+    saliency_model = models.saliency_net(config["saliency_net"])
+    variables = {}
+    for name in pretrained.NAMES:
+        variables[name], _ = variables_io.load_variables(workdir / "networks" / name)
+    data = config["data"]["pipeline"]
+    height, width = _render_size(data["name"])
+    sizes = _sizes(data)
+    x, y = pretrained.record_images(height, width, sizes)
+    scores = pretrained.clean_scores(
+        depth_model, variables["N"], saliency_model, variables["G"], x, y
+    )
+    record = {
+        "config": "configs/default_networks.py",
+        "command": "python -m mde_adv.main --config configs/default_networks.py "
+        "--workdir runs/default_networks && python -m mde_adv.pretrained "
+        "--workdir runs/default_networks",
+        "dataset": data["name"],
+        "render_hw": [height, width],
+        "sizes": {"resize_hw": sizes.resize_hw, "crop_hw": sizes.crop_hw},
+        "depth_net": config["depth_net"],
+        "saliency_net": config["saliency_net"],
+        "train": {s: {k: done[s].get(k) for k in ("steps", "seconds", "timing")} for s in done},
+        "test_split_scores": {
+            "N": _last_test_scores(workdir, "train_depth"),
+            "G": _last_test_scores(workdir, "train_saliency"),
+        },
+        "record_images": pretrained.RECORD_IMAGES,
+        "record_scores": scores,
+        "jax": jax.__version__,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    for name in pretrained.NAMES:
+        tmp = out / f".{name}.tmp{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(workdir / "networks" / name, tmp)
+        shutil.rmtree(out / name, ignore_errors=True)
+        os.replace(tmp, out / name)
+    tmp = out / f".{pretrained.RECORD_FILE}.tmp{os.getpid()}"
+    tmp.write_text(json.dumps(record, indent=1, ensure_ascii=False))
+    os.replace(tmp, out / pretrained.RECORD_FILE)
+    return record
+
+
+def _render_size(name: str) -> tuple[int, int]:
+    from mde_adv.data.procedural_rooms import ProceduralRooms
+
+    config_name = name.split("/", 1)[1]
+    config = next(c for c in ProceduralRooms.BUILDER_CONFIGS if c.name == config_name)
+    return config.height, config.width
+
+
+def _sizes(data: dict):
+    from mde_adv.data.transforms import TransformSizes
+
+    return TransformSizes(tuple(data["resize_hw"]), tuple(data["crop_hw"]), tuple(data["depth_hw"]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--workdir", required=True, type=pathlib.Path)
+    parser.add_argument("--out", type=pathlib.Path, default=pretrained.DEFAULT_DIR)
+    args = parser.parse_args(argv)
+    record = export(args.workdir, args.out)
+    print(json.dumps(record["record_scores"], indent=1, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -242,7 +242,6 @@ def _header(context: Mapping, info: Mapping, results_dir: pathlib.Path) -> list[
     return [*lines, ""]
 
 
-MASK_NETS = ("G", "G_adv", "G_adv_drn_d_38", "G_adv_drn_d_54")
 HEADLINE_EPS = 0.1
 PREMISES_TITLE = "Premises: baselines, masks, attack strength"
 
@@ -278,12 +277,11 @@ def _premises_section(summary: Sequence[Mapping]) -> list[str]:
         "| mask | mean (x) | >0.5 (x) | mean (x*) | >0.5 (x*) | x* from |",
         "|---|---|---|---|---|---|",
     ]
-    for net in MASK_NETS:
-        rows = [r for (_, _, m), r in lookup.items() if "mask_mean" in r and f"⊗{net}(" in m]
-        if not rows:
+    for net in findings.MASK_PREMISES:
+        clean, others = findings.mask_rows(lookup, net)
+        if not clean and not others:
             continue
-        clean = [r for r in rows if r["eps"] == 0 or r["method"].endswith(f"⊗{net}(x))")]
-        attacked = [r for r in rows if r["eps"] > 0 and r["method"].endswith(f"⊗{net}(x*))")]
+        attacked = [r for r in others if r["eps"] > 0 and r["method"].endswith(f"⊗{net}(x*))")]
         attacked.sort(key=lambda r: (abs(r["eps"] - HEADLINE_EPS), -r["steps"]))
         cells = [net]
         for chosen in (clean[:1], attacked[:1]):

@@ -114,16 +114,18 @@ def _depth_premise(lookup: Lookup, net: str) -> Premise:
     )
 
 
-def _mask_rows(lookup: Lookup, net: str) -> tuple[list[Mapping], bool]:
-    """Rows carrying the mask statistics of `net`: clean ones (ε = 0, or a mask from the
-    clean x) when there are, else attacked ones; and whether they are clean."""
+def mask_rows(lookup: Lookup, net: str) -> tuple[list[Mapping], list[Mapping]]:
+    """(clean, attacked) rows carrying the mask statistics of `net`: clean ones have ε = 0 or
+    take the mask from the clean x; the others take it from an attacked input."""
     rows = [row for (_, _, m), row in lookup.items() if "mask_mean" in row and f"⊗{net}(" in m]
     clean = [r for r in rows if r["eps"] == 0 or r["method"].endswith(f"⊗{net}(x))")]
-    return (clean, True) if clean else (rows, False)
+    return clean, [r for r in rows if r not in clean]
 
 
 def _mask_premise(lookup: Lookup, net: str) -> Premise:
-    rows, clean = _mask_rows(lookup, net)
+    clean_rows, attacked_rows = mask_rows(lookup, net)
+    clean = bool(clean_rows)
+    rows = clean_rows if clean else attacked_rows
     if not rows:
         return Premise(net, None, f"{net} unchecked: no rows with its mask")
     mean = sum(r["mask_mean"] for r in rows) / len(rows)

@@ -41,7 +41,8 @@ def optimiser(**overrides) -> dict:
             lr_decay_every_epochs=0,
             epochs=1.0,
             num_steps=0,
-            batch_size=8,
+            batch_size=8,  # global batch: examples per step over all devices
+            per_device_batch_size=0,  # > 0: the global batch is this × the number of devices
             log_every=10,
             checkpoint_every=100,
             eval_every=0,  # clean test scores every k steps (the learning curve); 0: never
@@ -53,6 +54,7 @@ def optimiser(**overrides) -> dict:
 def get_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.seed = 0
+    c.xla_flags = ""  # appended to XLA_FLAGS before JAX starts (mde_adv.main)
     c.stages = STAGES
     c.data = dict(
         manual_dir="",  # NYU-v2 only: the folder holding the manually downloaded files

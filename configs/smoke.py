@@ -6,6 +6,9 @@ from configs import default
 
 def get_config():
     c = default.get_config()
+    # a pipeline check of tiny programs: compiling dominates, and XLA's backend optimisation
+    # level 0 compiles them ~1.4× faster (measured here: 222 s end to end against 315 s)
+    c.xla_flags = "--xla_backend_optimization_level=0"
     c.data.pipeline.name = "procedural_rooms/tiny"  # 48×64 renders, 64 train / 16 test
     c.data.pipeline.resize_hw = (36, 48)
     c.data.pipeline.crop_hw = (32, 40)
@@ -27,7 +30,7 @@ def get_config():
     c.train.saliency.eval_every = 2
     c.eval.max_images = 4
     c.eval.batch_size = 4
-    for section in ("table1", "table2", "defence_aware"):
+    for section in ("table1", "table2", "noise", "defence_aware"):
         c.eval[section].eps = [0.0, 0.1]
     c.eval.fig4.eps = [0.0, 0.1]
     c.eval.fig5.steps = [1, 2]

@@ -7,8 +7,8 @@ TPU_NAME=${TPU_NAME:?set TPU_NAME}
 ZONE=${ZONE:?set ZONE}
 ACCELERATOR=${ACCELERATOR:-v4-32}
 RUNTIME=${RUNTIME:-tpu-ubuntu2204-base}
-CONFIG=${CONFIG:-configs/nyu/n.py}
-WORKDIR=${WORKDIR:?set WORKDIR (a gs:// bucket path or a shared disk)}
+CONFIG=${CONFIG:-configs/nyu/paper.py}
+WORKDIR=${WORKDIR:?set WORKDIR (a disk every worker shares, e.g. Filestore; gs:// is not supported yet)}
 REMOTE_DIR=${REMOTE_DIR:-mde_adv}
 ssh_all() { gcloud compute tpus tpu-vm ssh "$TPU_NAME" --zone "$ZONE" --worker=all --command "$1"; }
 

@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import tqdm
@@ -126,9 +125,11 @@ def _evaluate_batches(eval_config, networks, batches_fn, groups, figures_attack)
         collected.valid.append(np.asarray(batch["valid"], bool))
         collected.targets.append(np.asarray(batch["depth"], np.float32))
         key = jax.random.fold_in(base_key, step * process_count + process_index)
+        cache = {}  # this batch's attacks and scores, shared by the groups asking for them
         for index, group in enumerate(groups):
             eps_of = dict(zip(group.settings, group.eps, strict=True))
-            group_values = evaluate_group(group, fns, x, y, jax.random.fold_in(key, index))
+            group_key = jax.random.fold_in(key, index)
+            group_values = evaluate_group(group, fns, x, y, group_key, cache)
             for (setting, method), named in group_values.items():
                 row_key = (group.table, setting, method)
                 collected.meta[row_key] = dict(
@@ -143,8 +144,7 @@ def _evaluate_batches(eval_config, networks, batches_fn, groups, figures_attack)
                     collected.values.setdefault(row_key, {}).setdefault(name, []).append(array)
         if collected.figures is None and figures_attack is not None and process_index == 0:
             keep = np.flatnonzero(batch["valid"])[: int(eval_config.fig6_7.images)]
-            image, depth = jnp.asarray(batch["image"][keep]), jnp.asarray(batch["depth"][keep])
-            figures = figure_arrays(figures_attack, fns, image, depth, key)
+            figures = figure_arrays(figures_attack, fns, x, y, key, keep, cache)
             figures["ids"] = np.asarray(batch["id"])[keep].astype(np.str_)
             collected = collected._replace(figures=figures)
         collected.seconds.append(time.perf_counter() - t0)

@@ -13,7 +13,9 @@ import time
 
 import jax
 import ml_collections
+import numpy as np
 from absl import logging
+from jax.experimental import multihost_utils
 
 from mde_adv import evaluate, models, report, robustness, run_checks, variables_io
 from mde_adv.data import pipeline
@@ -179,7 +181,7 @@ def train_stage(config: ml_collections.ConfigDict, workdir: pathlib.Path, stage:
     config = stage_config(config, stage)
     if given_network(config, name):
         return {"network": name, "given": given_network(config, name)}
-    dc = data_config(config, workdir, config.train[task].batch_size)
+    dc = data_config(config, workdir, loop.global_batch_size(config.train[task]))
     input_hw = dc.crop_hw
     frozen = None
     if frozen_name is not None:
@@ -226,8 +228,38 @@ def held_out_evaluator(
     )
 
 
+def agreed(flag: bool) -> bool:
+    """Process 0's `flag` on every process (a broadcast), so that all take the same branch."""
+    if jax.process_count() == 1:
+        return flag
+    return bool(multihost_utils.broadcast_one_to_all(np.int32(flag)))
+
+
+def barrier(name: str) -> None:
+    """Waits until every process gets here (no-op on one process)."""
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices(f"mde_adv:{name}")
+
+
+def run_stage(config: ml_collections.ConfigDict, workdir: pathlib.Path, stage: str) -> dict:
+    """One stage's work on every process; the data stage builds on process 0 while the others
+    wait, then opens what it built."""
+    if stage == "data":
+        if jax.process_index() == 0:
+            summary = build_data(config, workdir)
+        barrier("data built")
+        return summary if jax.process_index() == 0 else build_data(config, workdir)
+    if stage in TRAIN_STAGES:
+        return train_stage(config, workdir, stage)
+    return STAGE_RUNNERS[stage](config, workdir)
+
+
 def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> None:
-    """Runs the stages listed in `config.stages` (default: all), skipping finished ones."""
+    """Runs the stages listed in `config.stages` (default: all), skipping finished ones.
+
+    On several processes every decision is process 0's (whether a stage is done), every stage
+    runs on all of them, and each stage ends at a barrier once process 0 has written its
+    marker, so the next stage finds the files of the last."""
     parallel.initialize_distributed(config)
     workdir = pathlib.Path(workdir).absolute()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -236,24 +268,20 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> None:
     run_checks.check_config(config, stages, (*STAGES, *OPTIONAL_STAGES), TRAIN_STAGES, finished)
     data_config(config, workdir)  # raises on bad data.pipeline values
     run_checks.check_same_settings(config, workdir, STAGES)
+    barrier("checked")  # every process has read the workdir before process 0 writes to it
     if jax.process_index() == 0:
         (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
     for stage in stages:
-        done = stage_done(workdir, stage)
-        if done is not None:
+        if agreed(stage_done(workdir, stage) is not None):
             logging.info("stage %s: already done (%s/DONE.json), skipping", stage, stage)
             continue
         run_checks.check_inputs_finished(workdir, stage, stage_inputs(config, stage))
         logging.info("stage %s: starting", stage)
         t0 = time.perf_counter()
-        if stage == "data":
-            summary = build_data(config, workdir)
-        elif stage in TRAIN_STAGES:
-            summary = train_stage(config, workdir, stage)
-        else:
-            summary = STAGE_RUNNERS[stage](config, workdir)
+        summary = run_stage(config, workdir, stage)
         summary["seconds"] = round(time.perf_counter() - t0, 1)
         mark_done(workdir, stage, summary)
+        barrier(f"{stage} done")
         logging.info("stage %s: done in %.1f s", stage, summary["seconds"])
 
 
@@ -296,7 +324,9 @@ def report_stage(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> di
         "training starts from": starts or "random initialisation (every trained network)",
         "stage_times": stage_times(workdir),
     }
-    path = report.write(config.eval, workdir / "evaluate", workdir / "report.md", context)
+    path = workdir / "report.md"
+    if jax.process_index() == 0:  # one writer of the report and its figures
+        report.write(config.eval, workdir / "evaluate", path, context)
     return {"report": str(path)}
 
 

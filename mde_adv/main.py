@@ -12,6 +12,7 @@ code 143, and rerunning the same command resumes.
 
 import ast
 import logging as py_logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -107,11 +108,24 @@ def parse_flags(argv: Sequence[str]) -> list[str]:
     return remaining
 
 
+def apply_xla_flags(extra: str) -> None:
+    """Appends `config.xla_flags` to XLA_FLAGS; XLA reads them once, when JAX first starts a
+    backend, so this must run before any computation (RuntimeError if one already ran)."""
+    if not extra:
+        return
+    from jax._src import xla_bridge
+
+    if xla_bridge.backends_are_initialized():
+        raise RuntimeError(f"config.xla_flags={extra!r}: JAX's backends already started")
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {extra}".strip()
+
+
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     logging.set_verbosity(logging.INFO)
     logging.get_absl_handler().addFilter(_QuietLibraries())
+    apply_xla_flags(_CONFIG.value.get("xla_flags", ""))
     try:
         experiment.run(_CONFIG.value, _WORKDIR.value)
     except loop.Preempted as preempted:

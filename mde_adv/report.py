@@ -24,6 +24,7 @@ from mde_adv.paper_numbers import FIG4_POINTS, FIG5_POINTS, PAPER, PAPER_NOTES
 TITLES: dict[str, str] = {
     "table1": "Table 1 — FGSM: N alone and with the mask of G (RMSE)",
     "table2": "Table 2 — IFGSM: the four methods, all metrics",
+    "noise": "Baseline of the attack — random noise of the same ε (every input entry ±ε)",
     "table3": "Table 3 — the loss of the attack (IFGSM)",
     "table4": "Table 4 — encoder depth of G_adv",
     "fig4": "Fig. 4 — RMSE vs ε (FGSM)",

@@ -28,6 +28,7 @@ RERUN_FREE_FIELDS = (
     "stages",
     "distributed",
     "parallel",
+    "xla_flags",
     "data.pipeline.worker_count",
     "data.pipeline.read_threads",
 )

@@ -176,10 +176,21 @@ def _fsync(path: pathlib.Path) -> None:
         os.close(descriptor)
 
 
+def _process_local_checkpointer() -> ocp.StandardCheckpointer:
+    """An Orbax checkpointer of this process alone: saving and loading variables are local
+    file operations (process 0 saves a trained network; each process loads one when it
+    needs it), so they must not wait for the other processes at Orbax's barriers."""
+    me = jax.process_index()
+    options = ocp.options.MultiprocessingOptions(
+        primary_host=me, active_processes={me}, barrier_sync_key_prefix=f"variables_io_{me}"
+    )
+    return ocp.StandardCheckpointer(multiprocessing_options=options)
+
+
 def _write_checkpoint(directory: pathlib.Path, variables: dict, record_json: str) -> None:
     """Orbax variables first, metadata.json last: without the record nothing loads."""
     directory.mkdir(parents=True)
-    with ocp.StandardCheckpointer() as checkpointer:
+    with _process_local_checkpointer() as checkpointer:
         checkpointer.save(directory / VARIABLES_DIR, variables)
         checkpointer.wait_until_finished()
     (directory / METADATA_FILE).write_text(record_json)
@@ -230,7 +241,7 @@ def load_variables(path: PathLike, template: Any = None) -> tuple[dict[str, Any]
     if not (path / VARIABLES_DIR).is_dir():
         raise CheckpointError(f"{path} is incomplete: no {VARIABLES_DIR}/ directory")
     try:
-        with ocp.StandardCheckpointer() as checkpointer:
+        with _process_local_checkpointer() as checkpointer:
             restored = checkpointer.restore(path / VARIABLES_DIR)
     except Exception as err:  # Orbax/TensorStore raise many types; name the path for all
         raise CheckpointError(

@@ -543,3 +543,25 @@ def test_zero_steps_leave_the_example_unchanged(method):
     np.testing.assert_array_equal(x_adv[0], x[0])
     np.testing.assert_array_equal(x_adv[2], x[2])
     assert np.abs(np.asarray(x_adv[1]) - x[1]).max() > 0.1
+
+
+def test_noise_is_a_random_corner_of_the_ball_whatever_the_network():
+    """The baseline attack: every entry ±ε (normalised ℓ∞), independent of the attacked
+    function, fresh per key, and ε = 0 leaves the example unchanged."""
+    x, y = images(5), depths(6)
+    eps = np.array([0.05, 0.1, 0.0], np.float32)
+    steps = np.ones(3, np.int32)
+    cfg = config(method="noise")
+    first = attacks.attack(PREDICT, x, y, eps=eps, steps=steps, config=cfg, key=jax.random.key(0))
+    other_net = Partial(lambda z: -z[:, ::2, ::2, :1])
+    same = attacks.attack(other_net, x, y, eps=eps, steps=steps, config=cfg, key=jax.random.key(0))
+    fresh = attacks.attack(PREDICT, x, y, eps=eps, steps=steps, config=cfg, key=jax.random.key(1))
+    np.testing.assert_array_equal(first, same)
+    assert not np.array_equal(first[:2], fresh[:2])
+    magnitude = np.abs(np.asarray(first) - x)
+    np.testing.assert_allclose(
+        magnitude[:2], np.broadcast_to(eps[:2, None, None, None], x[:2].shape), 1e-5
+    )
+    np.testing.assert_array_equal(first[2], x[2])
+    with pytest.raises(ValueError, match="random"):
+        attacks.AttackConfig(method="noise", random_start=False)

@@ -259,9 +259,12 @@ def test_region_attacks_keep_the_perturbation_inside_the_region():
     masks = {"salient": salient, "non_salient": non_salient, "all": jnp.ones_like(salient)}
     for group in groups:
         region = compute.group_region_mask(group, fns, x)
+        if group.region == "all":  # no restriction: the unrestricted attack itself
+            assert region is None
+            region = masks["all"]
         np.testing.assert_array_equal(region, masks[group.region])
-        delta = np.asarray(compute.adversarial_inputs(group, fns, x, y, jax.random.key(1), region))
-        delta = delta[0] - np.asarray(x)
+        delta = compute.adversarial_inputs(group, fns, x, y, jax.random.key(1), region)
+        delta = np.asarray(delta)[0] - np.asarray(x)
         outside = np.broadcast_to(np.asarray(region) == 0, delta.shape)
         assert np.all(delta[outside] == 0), group.region
         assert np.abs(delta).max() <= eps + 1e-6
@@ -322,6 +325,41 @@ def test_energy_shares_follow_the_region():
     np.testing.assert_allclose(everything["gradient_share"], 1.0, rtol=1e-6)
     np.testing.assert_allclose(left["gradient_share"] + right["gradient_share"], 1.0, rtol=1e-5)
     np.testing.assert_allclose(left["area_share"], 0.5)
+
+
+def test_groups_sharing_an_attack_share_its_inputs_and_scores():
+    """The per-batch cache changes no value: each group evaluated alone (its own attacks)
+    equals the groups evaluated in order with one shared cache, and the groups whose attacks
+    coincide (Table 2's ε = 0.1, Fig. 5's T = 10, the IFGSM variant) reuse one input."""
+    config = tiny_eval_config()
+    nets = tiny_networks()
+    fns = methods.network_functions(nets)
+    images, depths, _ = valid_examples()
+    x, y = jnp.asarray(images[:BATCH]), jnp.asarray(depths[:BATCH])
+    key = jax.random.key(0)
+    cache = {}
+    for index, group in enumerate(plan.plan(config, nets)):
+        group_key = jax.random.fold_in(key, index)
+        shared = compute.evaluate_group(group, fns, x, y, group_key, cache)
+        alone = compute.evaluate_group(group, fns, x, y, group_key)
+        assert shared.keys() == alone.keys()
+        for row in shared:
+            for name in shared[row]:
+                np.testing.assert_array_equal(shared[row][name], alone[row][name], err_msg=row)
+    ifgsm = [
+        g
+        for g in plan.plan(config, nets)
+        if g.config.method == "ifgsm"
+        and g.target == "N(x)"
+        and g.config.loss == "l1"
+        and g.region in (None, "all")
+        and not g.config.targeted
+        and g.steps == config.table2.steps
+    ]
+    keys = {compute.attack_key(g, 0.1) for g in ifgsm if 0.1 in g.eps}
+    assert len(ifgsm) >= 2 and len(keys) == 1 and next(iter(keys)) in cache
+    pgd = next(g for g in plan.plan(config, nets) if g.config.method == "pgd")
+    assert compute.attack_key(pgd, 0.1) is None  # random start: never shared
 
 
 def test_figure_arrays_hold_the_attack_of_fig6_and_fig7(evaluation):

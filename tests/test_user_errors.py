@@ -11,6 +11,7 @@ import sys
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 import pytest
@@ -295,7 +296,7 @@ def test_preemption_exits_with_one_line(monkeypatch, capsys):
         raise loop.Preempted("depth: preempted at step 3; checkpoint saved in runs/x")
 
     monkeypatch.setattr(main_job.experiment, "run", preempted)
-    monkeypatch.setattr(main_job, "_CONFIG", SimpleNamespace(value=None))
+    monkeypatch.setattr(main_job, "_CONFIG", SimpleNamespace(value=ml_collections.ConfigDict()))
     monkeypatch.setattr(main_job, "_WORKDIR", SimpleNamespace(value="runs/x"))
     with pytest.raises(SystemExit) as exit_info:
         main_job.main(["main"])

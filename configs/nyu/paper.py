@@ -25,7 +25,8 @@ def get_config():
         c.init[name] = ""
     c.depth_net = dict(encoder="resnet50", width=1.0, dtype="float32", up_projection="auto")
     c.saliency_net = dict(encoder="drn_d_22", width=1.0, dtype="float32", up_projection="auto")
-    paper = dict(learning_rate=1e-4, log_every=50, checkpoint_every=2000)
+    # spec §7: 8 examples per device, so the global batch is 8 × jax.device_count()
+    paper = dict(learning_rate=1e-4, per_device_batch_size=8, log_every=50, checkpoint_every=2000)
     c.train = dict(
         depth=default.optimiser(**paper, epochs=20.0, lr_decay_every_epochs=5),
         saliency=default.optimiser(

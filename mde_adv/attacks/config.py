@@ -5,7 +5,7 @@ import dataclasses
 from mde_adv.losses import ATTACK_LOSSES
 from mde_adv.normalization import EPS_SPACES
 
-METHODS: tuple[str, ...] = ("fgsm", "ifgsm", "pgd", "mifgsm")
+METHODS: tuple[str, ...] = ("fgsm", "ifgsm", "pgd", "mifgsm", "noise")
 # Attacks with their own loop (mde_adv/attacks/apgd.py, square.py), same conventions; the
 # engine's entry points run them too.
 SEARCH_METHODS: tuple[str, ...] = ("apgd", "square")
@@ -26,7 +26,9 @@ class AttackConfig:
     method: 'fgsm' (one step), 'ifgsm' (Eq. 1), 'pgd' (IFGSM from a random start),
       'mifgsm' (IFGSM on the momentum of ℓ1-normalised gradients), 'apgd' (Auto-PGD:
       step halving at checkpoints, momentum, best iterate kept; `attacks.apgd`), 'square'
-      (gradient-free random search over square windows, T queries; `attacks.square`).
+      (gradient-free random search over square windows, T queries; `attacks.square`),
+      'noise' (no gradient: a random perturbation of the ε-ball's size, every entry ±ε for
+      'linf', a uniform direction of length ε for 'l2'; the baseline an attack must beat).
     norm: threat model 'linf' (sign steps, clip to [−ε, ε]) or 'l2' (steps α·g/‖g‖₂,
       projection onto the ℓ2 ball of radius ε), both per example.
     loss: a key of `mde_adv.losses.ATTACK_LOSSES` ('l1' is the paper's).
@@ -38,9 +40,10 @@ class AttackConfig:
     t_max: static number of loop iterations, the largest allowed T. None = 1 for fgsm, else 10.
     momentum: decay μ of mifgsm; for apgd the weight of the new step (AutoAttack's 0.75 when
       None). None = 1.0 for every other method.
-    random_start: start uniformly in the ε-ball; None = True for pgd and square (square
-      always starts from random vertical stripes). apgd starts at x by default (its first
-      step is then FGSM's corner); `attack_with_restarts` adds random starts.
+    random_start: start uniformly in the ε-ball; None = True for pgd, square and noise
+      (square always starts from random vertical stripes; noise is its random draw). apgd
+      starts at x by default (its first step is then FGSM's corner);
+      `attack_with_restarts` adds random starts.
     targeted: minimise the loss (move towards the reference depth) instead of maximising it.
     target: reference depth of the loss: 'ground_truth' (the depth map passed as `y`, which
       for a targeted attack is the target map) or 'clean_prediction' (stop_gradient of the
@@ -86,11 +89,13 @@ class AttackConfig:
             raise ValueError(f"AttackConfig.t_max must be an integer >= 1, got {self.t_max!r}")
         if self.method == "fgsm" and t_max != 1:
             raise ValueError(f"AttackConfig.t_max={t_max} but fgsm takes exactly one step")
-        if self.method == "square" and self.random_start is False:
-            raise ValueError("AttackConfig.random_start=False: square always starts at random")
+        if self.method in ("square", "noise") and self.random_start is False:
+            raise ValueError(
+                f"AttackConfig.random_start=False: {self.method} is random (needs PRNG keys)"
+            )
         random_start = self.random_start
         if random_start is None:
-            random_start = self.method in ("pgd", "square")
+            random_start = self.method in ("pgd", "square", "noise")
         object.__setattr__(self, "t_max", int(t_max))
         object.__setattr__(self, "random_start", bool(random_start))
         if self.alpha is not None:

@@ -59,6 +59,19 @@ def _per_example(fn, *args):
     return jax.vmap(fn)(*args)
 
 
+def _noise_batch(config, x, eps, steps, keys, region) -> jax.Array:
+    """x + δ with δ a random point of the ε-ball's surface (geometry.random_surface), masked
+    by the region and clipped to the pixel box like every attack; T = 0 leaves x unchanged."""
+    draw = lambda key, e: geometry.random_surface(key, x.shape[1:], e, config.norm)
+    delta = _per_example(draw, keys, eps)
+    if region is not None:
+        delta = delta * region
+    if config.space == "pixel":
+        delta = jnp.clip(delta, *spaces.pixel_box(x))
+    delta = jnp.where((steps > 0)[:, None, None, None], delta, 0.0)
+    return x + spaces.to_normalised(delta, config.space)
+
+
 def _attack_batch(
     predict_fn: PredictFn,
     config: AttackConfig,
@@ -72,6 +85,8 @@ def _attack_batch(
     """The attack on a batch x[B,H,W,3] (normalised) with eps f32[B] and steps int32[B]."""
     if config.method in SEARCH_BATCHES:  # apgd, square: their own loop, same conventions
         return SEARCH_BATCHES[config.method](predict_fn, config, x, y, eps, steps, keys, region)
+    if config.method == "noise":
+        return _noise_batch(config, x, eps, steps, keys, region)
     loss_fn = attack_loss(config.loss)
     if config.target == "clean_prediction":
         reference = jax.lax.stop_gradient(predict_fn(x))

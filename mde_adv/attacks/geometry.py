@@ -62,3 +62,11 @@ def random_start(key: jax.Array, shape: tuple[int, ...], eps: jax.Array, norm: s
         size *= dim
     radius = eps * jnp.exp(jnp.log(jax.random.uniform(radius_key, (), jnp.float32)) / size)
     return radius * direction
+
+
+def random_surface(key: jax.Array, shape: tuple[int, ...], eps: jax.Array, norm: str) -> jax.Array:
+    """δ on the ε-ball's boundary at random: every entry ±ε with equal odds ('linf', a random
+    corner, the size of an FGSM step), or a uniform direction of length ε ('l2')."""
+    if norm == "linf":
+        return eps * jnp.where(jax.random.bernoulli(key, 0.5, shape), 1.0, -1.0)
+    return eps * l2_direction(jax.random.normal(key, shape, jnp.float32))

@@ -22,6 +22,10 @@ from mde_adv.normalization import IMAGENET_STD, denormalize
 
 ENERGY_LABEL = "energy in non-salient pixels"
 GroupValues = dict[tuple[str, str], dict[str, np.ndarray]]
+# Results of one batch shared by the groups that ask for the same thing: adversarial inputs
+# by `attack_key`, method scores by (attack_key, method).
+BatchCache = dict[tuple, object]
+CLEAN = ("clean",)  # the attack_key of ε = 0: x itself
 
 
 @jax.jit
@@ -45,12 +49,21 @@ def region_masks(saliency: jax.Array, salient_fraction: float) -> tuple[jax.Arra
 
 def group_region_mask(group: AttackGroup, fns: NetworkFns, x: jax.Array) -> jax.Array | None:
     """The region mask f32[B,H,W,1] of the group's attack (None: no region)."""
-    if group.region is None:
+    if group.region in (None, "all"):  # 'all': no restriction, the unrestricted attack
         return None
-    if group.region == "all":
-        return jnp.ones((*x.shape[:3], 1), jnp.float32)
     salient, non_salient = region_masks(_call(fns[group.region_net], x), group.salient_fraction)
     return salient if group.region == "salient" else non_salient
+
+
+def attack_key(group: AttackGroup, eps: float) -> tuple | None:
+    """What determines the group's adversarial input at radius eps on a given batch, hashable:
+    groups with equal keys share one attack (`CLEAN` for ε = 0; None for a random start, whose
+    key differs per group, and for a region, whose mask is per group)."""
+    if eps == 0:
+        return CLEAN
+    if group.config.random_start or group.region not in (None, "all"):
+        return None
+    return (group.target, group.config, group.steps, float(eps))
 
 
 def adversarial_inputs(
@@ -60,29 +73,39 @@ def adversarial_inputs(
     y: jax.Array,
     key: jax.Array,
     region_mask: jax.Array | None = None,
+    cache: BatchCache | None = None,
 ) -> jax.Array:
     """f32[S,B,H,W,3]: for each ε of the group, Adv(x; target) (ε = 0 gives x itself). One
     `attacks.attack` call per radius: ε is traced, so every radius and every group with the
     same attack and attacked network share one compiled program. y: ground-truth depth (unused
-    by attacks whose reference is the clean prediction). key: PRNG key (random starts only)."""
+    by attacks whose reference is the clean prediction). key: PRNG key (random starts only).
+    cache: this batch's results; an attack another group already ran is taken from it."""
+    cache = {} if cache is None else cache
     attacked = attacked_function(ATTACK_TARGETS[group.target], fns)
     reference = None if group.config.target == "clean_prediction" else y
     start_key = key if group.config.random_start else None
-    inputs = [
-        attacks.attack(
-            attacked,
-            x,
-            reference,
-            eps=float(eps),
-            steps=group.steps,
-            config=group.config,
-            key=start_key,
-            region_mask=region_mask,
-        )
-        if eps > 0
-        else x
-        for eps in group.eps
-    ]
+    inputs = []
+    for eps in group.eps:
+        name = attack_key(group, eps)
+        if name == CLEAN:
+            inputs.append(x)
+            continue
+        if name is None or name not in cache:
+            x_adv = attacks.attack(
+                attacked,
+                x,
+                reference,
+                eps=float(eps),
+                steps=group.steps,
+                config=group.config,
+                key=start_key,
+                region_mask=region_mask,
+            )
+            if name is None:
+                inputs.append(x_adv)
+                continue
+            cache[name] = x_adv
+        inputs.append(cache[name])
     return jnp.stack(inputs)
 
 
@@ -128,14 +151,28 @@ def method_metrics(
     y: jax.Array,
     *,
     methods: tuple[Method, ...],
+    input_keys: tuple[tuple | None, ...] | None = None,
+    cache: BatchCache | None = None,
 ) -> tuple[dict[str, np.ndarray], ...]:
     """Per-image metrics {name: f32[S,B]} (metrics.image_metrics vs y f32[B,H',W',1]) of each
     method on inputs f32[S,B,H,W,3] (the oracle masks from x f32[B,H,W,3]), and for a masked
-    method its mask's `mask_statistics`."""
+    method its mask's `mask_statistics`. input_keys: the `attack_key` of each input; a method
+    already scored on an input of the same key is taken from `cache`."""
+    cache = {} if cache is None else cache
+    input_keys = input_keys or (None,) * len(inputs)
     per_method = []
     for method in methods:
-        settings = [_scores(*method_output(fns, method, z, x), y) for z in inputs]
-        per_method.append({k: np.stack([np.asarray(s[k]) for s in settings]) for k in settings[0]})
+        settings = []
+        for z, name in zip(inputs, input_keys, strict=True):
+            if name is None or (name, method) not in cache:
+                scores = _scores(*method_output(fns, method, z, x), y)
+                scores = {k: np.asarray(v) for k, v in scores.items()}
+                if name is None:
+                    settings.append(scores)
+                    continue
+                cache[name, method] = scores
+            settings.append(cache[name, method])
+        per_method.append({k: np.stack([s[k] for s in settings]) for k in settings[0]})
     return tuple(per_method)
 
 
@@ -193,14 +230,27 @@ def energy_shares(
 
 
 def evaluate_group(
-    group: AttackGroup, fns: NetworkFns, x: jax.Array, y: jax.Array, key: jax.Array
+    group: AttackGroup,
+    fns: NetworkFns,
+    x: jax.Array,
+    y: jax.Array,
+    key: jax.Array,
+    cache: BatchCache | None = None,
 ) -> GroupValues:
-    """{(setting, method label): {value name: f32[B] numpy}} of one group on one batch."""
+    """{(setting, method label): {value name: f32[B] numpy}} of one group on one batch.
+    cache: this batch's attacks and scores, shared by its groups (None: nothing shared)."""
+    cache = {} if cache is None else cache
     region = group_region_mask(group, fns, x)
-    inputs = adversarial_inputs(group, fns, x, y, key, region)
+    inputs = adversarial_inputs(group, fns, x, y, key, region, cache)
     needed = set().union(*(m.networks for m in group.methods))
     per_method = method_metrics(
-        {name: fns[name] for name in needed}, x, inputs, y, methods=group.methods
+        {name: fns[name] for name in needed},
+        x,
+        inputs,
+        y,
+        methods=group.methods,
+        input_keys=tuple(attack_key(group, e) for e in group.eps),
+        cache=cache,
     )
     values: GroupValues = {}
     for s, setting in enumerate(group.settings):
@@ -231,13 +281,21 @@ FIGURE_MASKS = ("G", "G_adv")
 
 
 def figure_arrays(
-    group: AttackGroup, fns: NetworkFns, x: jax.Array, y: jax.Array, key: jax.Array
+    group: AttackGroup,
+    fns: NetworkFns,
+    x: jax.Array,
+    y: jax.Array,
+    key: jax.Array,
+    keep: np.ndarray,
+    cache: BatchCache | None = None,
 ) -> dict[str, np.ndarray]:
-    """Arrays of Figs. 6 and 7 for the images of x (one ε, group.eps[0]): 'image' and
-    'adversarial' (pixels [0,1], [B,H,W,3]), 'perturbation' (x* − x in ε-space units),
-    'ground_truth', 'depth:N(x)' and 'depth:<method>' for the methods the networks allow
-    ([B,h,w,1] metres), 'mask:<G>(x)' and 'mask:<G>(x*)' ([B,H,W,1])."""
-    x_adv = adversarial_inputs(group, fns, x, y, key)[0]
+    """Arrays of Figs. 6 and 7 for the images `keep` (indices) of the batch x (one ε,
+    group.eps[0]; computed on the whole batch, so the tables' programs and, through cache,
+    their attack serve): 'image' and 'adversarial' (pixels [0,1], [K,H,W,3]), 'perturbation'
+    (x* − x in ε-space units), 'ground_truth', 'depth:N(x)' and 'depth:<method>' for the
+    methods the networks allow ([K,h,w,1] metres), 'mask:<G>(x)' and 'mask:<G>(x*)'
+    ([K,H,W,1])."""
+    x_adv = adversarial_inputs(group, fns, x, y, key, cache=cache)[0]
     delta = x_adv - x
     arrays = {
         "image": np.clip(np.asarray(denormalize(x)), 0, 1),
@@ -255,4 +313,4 @@ def figure_arrays(
         if name in fns:
             arrays[f"mask:{name}(x)"] = np.asarray(_call(fns[name], x))
             arrays[f"mask:{name}(x*)"] = np.asarray(_call(fns[name], x_adv))
-    return arrays
+    return {name: array[keep] for name, array in arrays.items()}

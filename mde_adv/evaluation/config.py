@@ -18,6 +18,7 @@ from mde_adv.normalization import EPS_SPACES
 TABLES: tuple[str, ...] = (
     "table1",
     "table2",
+    "noise",
     "table3",
     "table4",
     "fig4",
@@ -55,6 +56,12 @@ def default_eval_config() -> ml_collections.ConfigDict:
                 eps=[0.0, 0.05, 0.1, 0.15, 0.2],
                 steps=10,
                 methods=["N(x*)", "N_adv(x*)", "N(x*⊗G(x))", "N(x*⊗G_adv(x*))"],
+            ),
+            # the baseline of Table 2's attack: random noise of the same ε (no gradient)
+            noise=dict(
+                attack="noise",
+                eps=[0.0, 0.05, 0.1, 0.15, 0.2],
+                methods=["N(x*)", "N(x*⊗G_adv(x*))"],
             ),
             table3=dict(
                 attack="ifgsm",
@@ -124,8 +131,8 @@ def _check_steps(field: str, values: Sequence[int], attack: str) -> None:
     for value in values:
         if isinstance(value, bool) or int(value) != value or value < 1:
             _fail(field, f"T must be an integer >= 1, got {value!r}")
-        if attack == "fgsm" and value != 1:
-            _fail(field, f"fgsm takes exactly one step, got T={value}")
+        if attack in ("fgsm", "noise") and value != 1:
+            _fail(field, f"{attack} takes exactly one step, got T={value}")
 
 
 def _as_list(value) -> list:

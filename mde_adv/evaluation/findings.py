@@ -424,6 +424,23 @@ def _targeted(judge: Judge, lookup: Lookup) -> list[str]:
     return lines
 
 
+def _noise(judge: Judge, lookup: Lookup) -> list[str]:
+    """IFGSM (Table 2) against random noise of the same ε (section 'noise'): the attack's
+    effect is the gradient's doing only where it is materially above the noise's."""
+    clean = _value(lookup, ("table2", "clean", "N(x)"))
+    common = [s for s in _settings(lookup, "noise", "N(x*)") if ("table2", s, "N(x*)") in lookup]
+    if clean is None or not common:
+        return []
+    noise = {s: _value(lookup, ("noise", s, "N(x*)")) for s in common}
+    ifgsm = {s: _value(lookup, ("table2", s, "N(x*)")) for s in common}
+    detail = ", ".join(
+        f"×{ifgsm[s] / clean:.2f} vs noise ×{noise[s] / clean:.2f} at {s}" for s in common
+    )
+    verdict = _yes(all(_clearly_above(ifgsm[s], noise[s]) for s in common))
+    statement = "IFGSM raises N's RMSE materially more than random noise of the same ε"
+    return [judge.line(statement, ["N"], verdict, detail)]
+
+
 def _variants(judge: Judge, lookup: Lookup) -> list[str]:
     table, clean = "attack_variants", clean_rmse(lookup)
     attacks = [s for (t, s, m) in lookup if t == table and m == "N(x*)"]
@@ -484,6 +501,7 @@ def derive(summary: Sequence[Mapping]) -> list[str]:
     lines = []
     lines += _attack_effect(judge, lookup, "table1", ("table1", "ε=0", "N(x*)"), "FGSM")
     lines += _attack_effect(judge, lookup, "table2", ("table2", "clean", "N(x)"), "IFGSM")
+    lines += _noise(judge, lookup)
     t1_clean, t2_clean = ("table1", "ε=0", "N(x*)"), ("table2", "clean", "N(x)")
     for table, clean, method, name in (
         ("table1", t1_clean, "N(x*⊗G(x*))", "FGSM: the G(x*) mask"),

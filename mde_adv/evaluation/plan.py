@@ -78,7 +78,7 @@ def _attack_config(name: str, eval_config, **overrides) -> attacks.AttackConfig:
         method=name,
         space=eval_config.eps_space,
         alpha=alpha,
-        t_max=1 if name == "fgsm" else _largest_t(eval_config),
+        t_max=1 if name in ("fgsm", "noise") else _largest_t(eval_config),
         **overrides,
     )
 
@@ -117,7 +117,7 @@ def _single(
 
 def _table_groups(table: str, eval_config) -> list[AttackGroup]:
     section = eval_config[table]
-    if table in ("table1", "fig4"):
+    if table in ("table1", "fig4", "noise"):
         return [_eps_group(table, section, eval_config, _methods(section.methods))]
     if table == "table2":
         eps = [float(e) for e in section.eps]

@@ -56,6 +56,13 @@ def task_spec(config: ml_collections.ConfigDict, task: str, steps_per_epoch: int
     )
 
 
+def global_batch_size(tcfg: ml_collections.ConfigDict) -> int:
+    """Examples per step over all processes: `per_device_batch_size` × every device when set
+    (> 0; spec §7's 8 per device), else `batch_size`."""
+    per_device = int(tcfg.get("per_device_batch_size", 0) or 0)
+    return per_device * jax.device_count() if per_device > 0 else int(tcfg.batch_size)
+
+
 def total_steps(tcfg: ml_collections.ConfigDict, steps_per_epoch: int) -> int:
     """`num_steps` when set (> 0), else epochs · steps_per_epoch."""
     n = int(tcfg.get("num_steps", 0) or 0)
@@ -112,7 +119,7 @@ def train_task(
     step_fn = parallel.make_step(spec, mode)
     device_state = parallel.replicate(host_state, mode)
     device_frozen = parallel.replicate(frozen, mode) if frozen is not None else None
-    global_batch = int(tcfg.batch_size)
+    global_batch = global_batch_size(tcfg)
     eval_every = int(tcfg.get("eval_every", 0) or 0) if evaluate is not None else 0
     timing = {"steps": n_steps - start, "first_step_seconds": 0.0, "eval_seconds": 0.0}
     metrics: dict[str, float] = {}

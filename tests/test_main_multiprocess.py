@@ -1,0 +1,134 @@
+"""The main job itself on two processes over localhost, as `launch/local_multiprocess.sh` runs
+it: the data stage builds once, the stage decisions agree, the evaluation is sharded and merged
+once, and the results equal one process's with the same two devices."""
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import train_setup as ts
+
+from configs import smoke
+from mde_adv import experiment, variables_io
+
+# The acceptance test of issue 18, run on request (`pytest -m slow`): it still fails, the two
+# processes reach different barriers after a training stage (see the README, Multi-host).
+pytestmark = pytest.mark.slow
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+LAUNCHER = REPO / "launch" / "local_multiprocess.sh"
+# The smoke study cut to the stages that cross processes: data, a training stage, the
+# evaluation (Table 2 for N: clean and IFGSM rows) and the report.
+FLAGS = (
+    "--config.stages=('data','train_depth','evaluate','report')",
+    "--config.eval.tables=['table2']",
+    "--config.xla_flags=--xla_backend_optimization_level=0",
+)
+
+
+def _single(workdir: pathlib.Path) -> subprocess.CompletedProcess:
+    """One process with two CPU devices (the test session's XLA_FLAGS)."""
+    command = [sys.executable, "-m", "mde_adv.main", "--config", "configs/smoke.py"]
+    return subprocess.run(
+        [*command, "--workdir", str(workdir), *FLAGS],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+def _launch(workdir: pathlib.Path) -> subprocess.Popen:
+    """Two processes with one CPU device each, through the launcher."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("XLA_FLAGS", None)  # the launcher sets one device per process
+    return subprocess.Popen(
+        ["bash", str(LAUNCHER), "2", "configs/smoke.py", str(workdir), *FLAGS],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def _finish(proc: subprocess.Popen) -> str:
+    log = proc.communicate(timeout=900)[0]
+    assert proc.returncode == 0, log[-4000:]
+    return log
+
+
+def _summary(workdir: pathlib.Path) -> dict:
+    rows = json.loads((workdir / "evaluate" / "summary.json").read_text())
+    return {(r["table"], r["setting"], r["method"]): r for r in rows}
+
+
+def _n(workdir: pathlib.Path) -> dict:
+    return variables_io.load_variables(experiment.network_path(workdir, "N"))[0]
+
+
+@pytest.fixture(scope="module")
+def single_process(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("one_process")
+    result = _single(workdir)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return workdir
+
+
+def test_two_processes_run_the_main_job_like_one(single_process, tmp_path):
+    workdir = tmp_path / "two_processes"
+    log = _finish(_launch(workdir))
+    assert "FileExistsError" not in log
+    for stage in ("data", "train_depth", "evaluate", "report"):
+        assert experiment.stage_done(workdir, stage) is not None, stage
+    assert experiment.stage_done(workdir, "data")["splits"] == {"train": 64, "test": 16}
+    # N trained on two processes moved its initial weights as on one process with two devices
+    config = smoke.get_config()
+    initial = experiment.initial_variables(config, "N", "depth", config.data.pipeline.crop_hw)
+    ts.assert_same_update(_n(workdir), _n(single_process), initial)
+    one, two = _summary(single_process), _summary(workdir)
+    assert one.keys() == two.keys() and len(one) >= 3
+    for key, row in one.items():
+        assert two[key]["images"] == row["images"] == 4, key  # every image once
+        # clean rows follow the weights; attacked rows add IFGSM's sign steps, which flip for a
+        # few pixels when the weights differ by rounding
+        tolerance = 1e-3 if row["eps"] == 0 else 2e-2
+        np.testing.assert_allclose(two[key]["rmse"], row["rmse"], rtol=tolerance, err_msg=key)
+    assert (workdir / "report.md").read_text(encoding="utf-8").count("## Table 2") == 1
+
+
+def test_a_killed_process_and_a_rerun_resume_the_job(single_process, tmp_path):
+    """Process 1 killed in the middle of training (its partner then fails, or is killed as a
+    scheduler would); the same command again resumes from the last checkpoint and ends with
+    the one-process results."""
+    workdir = tmp_path / "killed"
+    proc = _launch(workdir)
+    checkpoints = workdir / "train_depth" / "checkpoints"
+    deadline = time.monotonic() + 600
+    while not (checkpoints.is_dir() and any(checkpoints.iterdir())):
+        assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint was written"
+        time.sleep(0.5)
+    workers = subprocess.run(
+        ["pgrep", "-f", "--", f"--workdir {workdir}"], capture_output=True, text=True
+    ).stdout.split()
+    assert len(workers) == 2, workers
+    os.kill(int(workers[1]), signal.SIGKILL)  # process 1 dies
+    try:  # its partner fails once the coordinator misses it; a scheduler would kill it too
+        proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    assert experiment.stage_done(workdir, "train_depth") is None
+    _finish(_launch(workdir))
+    one, two = _summary(single_process), _summary(workdir)
+    for key, row in one.items():
+        tolerance = 1e-3 if row["eps"] == 0 else 2e-2
+        np.testing.assert_allclose(two[key]["rmse"], row["rmse"], rtol=tolerance, err_msg=key)

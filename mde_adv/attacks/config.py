@@ -91,7 +91,7 @@ class AttackConfig:
             raise ValueError(f"AttackConfig.t_max={t_max} but fgsm takes exactly one step")
         if self.method in ("square", "noise") and self.random_start is False:
             raise ValueError(
-                f"AttackConfig.random_start=False: {self.method} is random (needs PRNG keys)"
+                f"AttackConfig.random_start=False: {self.method} always starts at random"
             )
         random_start = self.random_start
         if random_start is None:

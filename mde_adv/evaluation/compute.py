@@ -66,6 +66,15 @@ def attack_key(group: AttackGroup, eps: float) -> tuple | None:
     return (group.target, group.config, group.steps, float(eps))
 
 
+def _cached(cache: BatchCache | None, name: tuple | None, compute):
+    """compute(), or what it gave under `name` on this batch before (None: never shared)."""
+    if cache is None or name is None:
+        return compute()
+    if name not in cache:
+        cache[name] = compute()
+    return cache[name]
+
+
 def adversarial_inputs(
     group: AttackGroup,
     fns: NetworkFns,
@@ -80,32 +89,26 @@ def adversarial_inputs(
     same attack and attacked network share one compiled program. y: ground-truth depth (unused
     by attacks whose reference is the clean prediction). key: PRNG key (random starts only).
     cache: this batch's results; an attack another group already ran is taken from it."""
-    cache = {} if cache is None else cache
     attacked = attacked_function(ATTACK_TARGETS[group.target], fns)
     reference = None if group.config.target == "clean_prediction" else y
     start_key = key if group.config.random_start else None
+
+    def attack(eps):
+        return lambda: attacks.attack(
+            attacked,
+            x,
+            reference,
+            eps=float(eps),
+            steps=group.steps,
+            config=group.config,
+            key=start_key,
+            region_mask=region_mask,
+        )
+
     inputs = []
     for eps in group.eps:
         name = attack_key(group, eps)
-        if name == CLEAN:
-            inputs.append(x)
-            continue
-        if name is None or name not in cache:
-            x_adv = attacks.attack(
-                attacked,
-                x,
-                reference,
-                eps=float(eps),
-                steps=group.steps,
-                config=group.config,
-                key=start_key,
-                region_mask=region_mask,
-            )
-            if name is None:
-                inputs.append(x_adv)
-                continue
-            cache[name] = x_adv
-        inputs.append(cache[name])
+        inputs.append(x if name == CLEAN else _cached(cache, name, attack(eps)))
     return jnp.stack(inputs)
 
 
@@ -158,20 +161,19 @@ def method_metrics(
     method on inputs f32[S,B,H,W,3] (the oracle masks from x f32[B,H,W,3]), and for a masked
     method its mask's `mask_statistics`. input_keys: the `attack_key` of each input; a method
     already scored on an input of the same key is taken from `cache`."""
-    cache = {} if cache is None else cache
     input_keys = input_keys or (None,) * len(inputs)
+
+    def scores(method, z):
+        return lambda: {
+            k: np.asarray(v) for k, v in _scores(*method_output(fns, method, z, x), y).items()
+        }
+
     per_method = []
     for method in methods:
-        settings = []
-        for z, name in zip(inputs, input_keys, strict=True):
-            if name is None or (name, method) not in cache:
-                scores = _scores(*method_output(fns, method, z, x), y)
-                scores = {k: np.asarray(v) for k, v in scores.items()}
-                if name is None:
-                    settings.append(scores)
-                    continue
-                cache[name, method] = scores
-            settings.append(cache[name, method])
+        settings = [
+            _cached(cache, None if name is None else (name, method), scores(method, z))
+            for z, name in zip(inputs, input_keys, strict=True)
+        ]
         per_method.append({k: np.stack([s[k] for s in settings]) for k in settings[0]})
     return tuple(per_method)
 
@@ -239,7 +241,6 @@ def evaluate_group(
 ) -> GroupValues:
     """{(setting, method label): {value name: f32[B] numpy}} of one group on one batch.
     cache: this batch's attacks and scores, shared by its groups (None: nothing shared)."""
-    cache = {} if cache is None else cache
     region = group_region_mask(group, fns, x)
     inputs = adversarial_inputs(group, fns, x, y, key, region, cache)
     needed = set().union(*(m.networks for m in group.methods))

@@ -208,8 +208,9 @@ def train_stage(config: ml_collections.ConfigDict, workdir: pathlib.Path, stage:
         "input_hw": list(input_hw),
         "steps": loop.total_steps(config.train[task], steps_per_epoch),
     }
-    if jax.process_index() == 0:
-        variables_io.save_variables(network_path(workdir, name), variables, metadata=metadata)
+    if jax.process_index() != 0:  # only process 0 writes the network, the timing and DONE.json
+        return metadata
+    variables_io.save_variables(network_path(workdir, name), variables, metadata=metadata)
     timing = json.loads((workdir / stage / loop.TIMING_FILE).read_text())
     return {**metadata, "train_seconds": round(time.perf_counter() - t0, 1), "timing": timing}
 

@@ -20,11 +20,17 @@ import pytest
 # Many tests build fresh step functions around identical programs; the persistent compilation
 # cache (keyed by the program, shared by xdist workers) compiles each of them once. A cache
 # only: results do not depend on it.
-jax.config.update(
-    "jax_compilation_cache_dir", os.path.join(tempfile.gettempdir(), "mde_adv_test_jax_cache")
-)
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
-jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+# The same settings go to the environment, so that the main jobs, launchers and benchmarks the
+# tests start as subprocesses share the cache too (the smoke run, the two-process run and its
+# rerun compile many of the same programs).
+CACHE = {
+    "jax_compilation_cache_dir": os.path.join(tempfile.gettempdir(), "mde_adv_test_jax_cache"),
+    "jax_persistent_cache_min_compile_time_secs": 1.0,
+    "jax_persistent_cache_min_entry_size_bytes": 0,
+}
+for _name, _value in CACHE.items():
+    jax.config.update(_name, _value)
+    os.environ[_name.upper()] = str(_value)
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # `configs/*.py` are plain files, importable as `configs.*`

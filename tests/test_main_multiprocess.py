@@ -17,10 +17,6 @@ import train_setup as ts
 from configs import smoke
 from mde_adv import experiment, variables_io
 
-# The acceptance test of issue 18, run on request (`pytest -m slow`): it still fails, the two
-# processes reach different barriers after a training stage (see the README, Multi-host).
-pytestmark = pytest.mark.slow
-
 REPO = pathlib.Path(__file__).resolve().parents[1]
 LAUNCHER = REPO / "launch" / "local_multiprocess.sh"
 # The smoke study cut to the stages that cross processes: data, a training stage, the
@@ -82,13 +78,36 @@ def single_process(tmp_path_factory):
     return workdir
 
 
-def test_two_processes_run_the_main_job_like_one(single_process, tmp_path):
+def test_two_processes_killed_and_rerun_end_like_one(single_process, tmp_path):
+    """The launcher's two processes build the data once and train until process 1 is killed
+    (its partner then fails, or is killed as a scheduler would); the same command again
+    resumes from the last checkpoint, and the job ends with one process's results."""
     workdir = tmp_path / "two_processes"
+    proc = _launch(workdir)
+    checkpoints = workdir / "train_depth" / "checkpoints"
+    deadline = time.monotonic() + 600
+    while not (checkpoints.is_dir() and any(p.name.isdigit() for p in checkpoints.iterdir())):
+        assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint was finished"
+        time.sleep(0.5)
+    workers = subprocess.run(
+        ["pgrep", "-f", "--", f"--workdir {workdir}"], capture_output=True, text=True
+    ).stdout.split()
+    assert len(workers) == 2, workers
+    os.kill(int(workers[1]), signal.SIGKILL)  # process 1 dies
+    try:
+        first_log = proc.communicate(timeout=60)[0]
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        first_log = proc.communicate(timeout=60)[0]
+    assert proc.returncode != 0
+    assert "FileExistsError" not in first_log  # the data stage built once, then was read
+    assert experiment.stage_done(workdir, "data")["splits"] == {"train": 64, "test": 16}
+    assert experiment.stage_done(workdir, "train_depth") is None
+
     log = _finish(_launch(workdir))
-    assert "FileExistsError" not in log
+    assert "resuming at step" in log
     for stage in ("data", "train_depth", "evaluate", "report"):
         assert experiment.stage_done(workdir, stage) is not None, stage
-    assert experiment.stage_done(workdir, "data")["splits"] == {"train": 64, "test": 16}
     # N trained on two processes moved its initial weights as on one process with two devices
     config = smoke.get_config()
     initial = experiment.initial_variables(config, "N", "depth", config.data.pipeline.crop_hw)
@@ -102,33 +121,3 @@ def test_two_processes_run_the_main_job_like_one(single_process, tmp_path):
         tolerance = 1e-3 if row["eps"] == 0 else 2e-2
         np.testing.assert_allclose(two[key]["rmse"], row["rmse"], rtol=tolerance, err_msg=key)
     assert (workdir / "report.md").read_text(encoding="utf-8").count("## Table 2") == 1
-
-
-def test_a_killed_process_and_a_rerun_resume_the_job(single_process, tmp_path):
-    """Process 1 killed in the middle of training (its partner then fails, or is killed as a
-    scheduler would); the same command again resumes from the last checkpoint and ends with
-    the one-process results."""
-    workdir = tmp_path / "killed"
-    proc = _launch(workdir)
-    checkpoints = workdir / "train_depth" / "checkpoints"
-    deadline = time.monotonic() + 600
-    while not (checkpoints.is_dir() and any(checkpoints.iterdir())):
-        assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint was written"
-        time.sleep(0.5)
-    workers = subprocess.run(
-        ["pgrep", "-f", "--", f"--workdir {workdir}"], capture_output=True, text=True
-    ).stdout.split()
-    assert len(workers) == 2, workers
-    os.kill(int(workers[1]), signal.SIGKILL)  # process 1 dies
-    try:  # its partner fails once the coordinator misses it; a scheduler would kill it too
-        proc.communicate(timeout=60)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate(timeout=60)
-    assert proc.returncode != 0
-    assert experiment.stage_done(workdir, "train_depth") is None
-    _finish(_launch(workdir))
-    one, two = _summary(single_process), _summary(workdir)
-    for key, row in one.items():
-        tolerance = 1e-3 if row["eps"] == 0 else 2e-2
-        np.testing.assert_allclose(two[key]["rmse"], row["rmse"], rtol=tolerance, err_msg=key)

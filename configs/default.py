@@ -46,6 +46,9 @@ def optimiser(**overrides) -> dict:
             log_every=10,
             checkpoint_every=100,
             eval_every=0,  # clean test scores every k steps (the learning curve); 0: never
+            # > 0: after the last step, BN statistics averaged over this many training batches
+            # (mde_adv.train.precise_bn) instead of the running ones; 0: the running ones
+            precise_bn_batches=0,
         ),
         **overrides,
     )

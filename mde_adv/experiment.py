@@ -20,7 +20,7 @@ from jax.experimental import multihost_utils
 from mde_adv import evaluate, models, report, robustness, run_checks, variables_io
 from mde_adv.data import pipeline
 from mde_adv.evaluation import clean
-from mde_adv.train import loop, parallel
+from mde_adv.train import loop, parallel, precise_bn
 
 # stage: (task, network trained, model kind, frozen network, saliency encoder override)
 TRAIN_STAGES = {
@@ -201,6 +201,18 @@ def train_stage(config: ml_collections.ConfigDict, workdir: pathlib.Path, stage:
         frozen=frozen,
         evaluate=evaluator,
     )
+    precise = {}
+    num_batches = int(config.train[task].get("precise_bn_batches", 0) or 0)
+    if num_batches > 0:  # BN statistics averaged over training batches at the final weights
+        precise["batches"] = num_batches
+        if evaluator is not None:
+            precise["test_before"] = evaluator(variables)
+        batch_stats = precise_bn.precise_batch_stats(
+            network(config, kind), variables, pipeline.train_batches(dc), num_batches
+        )
+        variables = {**variables, "batch_stats": batch_stats}
+        if evaluator is not None:
+            precise["test_after"] = evaluator(variables)
     metadata = {
         "network": name,
         "task": task,
@@ -212,7 +224,8 @@ def train_stage(config: ml_collections.ConfigDict, workdir: pathlib.Path, stage:
         return metadata
     variables_io.save_variables(network_path(workdir, name), variables, metadata=metadata)
     timing = json.loads((workdir / stage / loop.TIMING_FILE).read_text())
-    return {**metadata, "train_seconds": round(time.perf_counter() - t0, 1), "timing": timing}
+    summary = {**metadata, "train_seconds": round(time.perf_counter() - t0, 1), "timing": timing}
+    return {**summary, "precise_bn": precise} if precise else summary
 
 
 def held_out_evaluator(

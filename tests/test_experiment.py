@@ -10,6 +10,8 @@ import pytest
 from mde_adv import experiment
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+# N's stage ends with BN statistics recomputed over 2 training batches (the precise-BN hook)
+SMOKE_FLAGS = ("--config.train.depth.precise_bn_batches=2",)
 
 
 def _main(workdir: pathlib.Path, *flags: str) -> subprocess.CompletedProcess:
@@ -34,7 +36,7 @@ def _main(workdir: pathlib.Path, *flags: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("smoke")
-    result = _main(workdir)
+    result = _main(workdir, *SMOKE_FLAGS)
     assert result.returncode == 0, result.stderr[-4000:]
     return workdir, result
 
@@ -65,6 +67,10 @@ def test_smoke_run_logs_learning_curves_and_stage_times(smoke_run):
         assert names <= set(curve[-1]), stage
         timing = experiment.stage_done(workdir, stage)["timing"]
         assert timing["steps"] == 4 and timing["first_step_seconds"] > 0
+    precise = experiment.stage_done(workdir, "train_depth")["precise_bn"]
+    assert precise["batches"] == 2
+    assert precise["test_after"]["rmse"] != precise["test_before"]["rmse"]  # N's BN stats changed
+    assert "precise_bn" not in experiment.stage_done(workdir, "train_saliency")
     times = {t["stage"]: t for t in experiment.stage_times(workdir)}
     assert set(experiment.STAGES) - {"report"} <= set(times)
     assert times["evaluate"]["compile_seconds"] >= 0
@@ -76,7 +82,7 @@ def test_smoke_run_logs_learning_curves_and_stage_times(smoke_run):
 def test_rerun_skips_finished_stages(smoke_run):
     workdir, _ = smoke_run
     before = {s: experiment.stage_done(workdir, s) for s in experiment.STAGES}
-    result = _main(workdir)
+    result = _main(workdir, *SMOKE_FLAGS)
     assert result.returncode == 0, result.stderr[-4000:]
     assert result.stderr.count("already done") == len(experiment.STAGES)
     assert before == {s: experiment.stage_done(workdir, s) for s in experiment.STAGES}
@@ -112,3 +118,7 @@ def test_trained_networks_export_with_a_record_the_tests_can_recompute(smoke_run
         assert scores[name] == pytest.approx(expected, rel=1e-5, nan_ok=True), name
     assert scores["G(x) mask mean"] == pytest.approx(record["record_scores"]["G(x) mask mean"])
     assert record["test_split_scores"]["N"]["step"] == 4
+    # N's stage applied precise BN: the record gives the saved N's scores, after it
+    after = experiment.stage_done(workdir, "train_depth")["precise_bn"]["test_after"]
+    assert record["test_split_scores"]["N"]["test_rmse"] == after["rmse"]
+    assert record["test_split_scores"]["N"]["precise_bn_batches"] == 2

@@ -19,6 +19,13 @@ from mde_adv import models, pretrained, variables_io
 
 
 def _last_test_scores(workdir: pathlib.Path, stage: str) -> dict:
+    """The saved network's test scores: after precise BN when the stage applied it (its
+    DONE.json), else the learning curve's last row."""
+    done = json.loads((workdir / stage / "DONE.json").read_text())
+    precise = done.get("precise_bn", {})
+    if "test_after" in precise:
+        scores = {f"test_{k}": v for k, v in precise["test_after"].items()}
+        return {"step": done["steps"], "precise_bn_batches": precise["batches"], **scores}
     log = workdir / stage / "logs" / "metrics.jsonl"
     rows = [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
     tests = [r for r in rows if any(k.startswith("test_") for k in r)]

@@ -99,7 +99,8 @@ def train_task(
         "settings": checkpoints.fingerprint(
             {
                 "task": task,
-                "train": tcfg.to_dict(),
+                # precise_bn_batches acts after the last step (experiment.train_stage)
+                "train": {k: v for k, v in tcfg.to_dict().items() if k != "precise_bn_batches"},
                 "depth_net": config.depth_net.to_dict(),
                 "saliency_net": config.saliency_net.to_dict(),
                 "train_attack": config.train_attack.to_dict(),

@@ -140,10 +140,10 @@ def test_networks_compute_the_same_function_with_either_form(build, encoder):
         return jnp.mean(jnp.sin(3.0 * out))
 
     # jitted: one compiled program per form instead of one per eager op (compile-bound test)
-    outputs = {m: jax.jit(net.apply, static_argnames="train")(variables, x, train=False)
-               for m, net in nets.items()}  # fmt: skip
-    gradients = {m: jax.jit(jax.grad(loss), static_argnums=1)(variables["params"], net)
-                 for m, net in nets.items()}  # fmt: skip
+    predict = jax.jit(lambda v, net: net.apply(v, x, train=False), static_argnums=1)
+    gradient = jax.jit(jax.grad(loss), static_argnums=1)
+    outputs = {m: predict(variables, net) for m, net in nets.items()}
+    gradients = {m: gradient(variables["params"], net) for m, net in nets.items()}
     _assert_close(outputs["factored"], outputs["direct"], rtol=1e-4)
     _assert_close(gradients["factored"], gradients["direct"], rtol=1e-4)
 

@@ -18,10 +18,9 @@ import jax
 from mde_adv import models, pretrained, variables_io
 
 
-def _last_test_scores(workdir: pathlib.Path, stage: str) -> dict:
-    """The saved network's test scores: after precise BN when the stage applied it (its
-    DONE.json), else the learning curve's last row."""
-    done = json.loads((workdir / stage / "DONE.json").read_text())
+def _last_test_scores(workdir: pathlib.Path, stage: str, done: dict) -> dict:
+    """The saved network's test scores: after precise BN when the stage applied it (`done`,
+    its DONE.json), else the learning curve's last row."""
     precise = done.get("precise_bn", {})
     if "test_after" in precise:
         scores = {f"test_{k}": v for k, v in precise["test_after"].items()}
@@ -68,8 +67,8 @@ def export(workdir: pathlib.Path, out: pathlib.Path) -> dict:
         "saliency_net": config["saliency_net"],
         "train": {s: {k: done[s].get(k) for k in ("steps", "seconds", "timing")} for s in done},
         "test_split_scores": {
-            "N": _last_test_scores(workdir, "train_depth"),
-            "G": _last_test_scores(workdir, "train_saliency"),
+            "N": _last_test_scores(workdir, "train_depth", done["train_depth"]),
+            "G": _last_test_scores(workdir, "train_saliency", done["train_saliency"]),
         },
         "record_images": pretrained.RECORD_IMAGES,
         "record_scores": scores,

@@ -6,9 +6,10 @@
 The paper builds on the N and G of its authors' earlier works [9, 10]; the default study does
 the same with these, and trains G_adv and N_adv itself. Same data, networks and losses as
 configs/default.py, but all 640 training rooms of `procedural_rooms/small` (the study's 320
-are its first half) and longer schedules (N: 50 epochs, lr 1e-3 then 1e-4 for the last 10;
-G: 4 epochs), with the clean test scores logged every 5 epochs (the learning curve, in
-`<workdir>/train_depth/logs/metrics.jsonl`; `python -m benchmarks.learning_curve`).
+are its first half) and configs/default.py's schedules for N and G (N: 70 epochs, lr 3e-4
+then 3e-5 from epoch 56, precise BN over 160 batches; G: 4 epochs), with the clean test scores
+logged every 5 epochs for N and 2 for G (the learning curves, in
+`<workdir>/<stage>/logs/metrics.jsonl`; `python -m benchmarks.learning_curve`).
 """
 
 from configs import default
@@ -23,5 +24,5 @@ def get_config():
         c.init[name] = ""
     # configs/default.py's schedules for N and G, with the learning curves logged
     c.train.depth.update(eval_every=400, log_every=40, checkpoint_every=400)
-    c.train.saliency.update(eval_every=80, log_every=20, checkpoint_every=160)
+    c.train.saliency.update(eval_every=160, log_every=20, checkpoint_every=160)
     return c

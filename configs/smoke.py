@@ -27,6 +27,7 @@ def get_config():
         c.train[task].log_every = 2
         c.train[task].checkpoint_every = 2
     c.train.depth.eval_every = 2  # the learning-curve hook
+    c.train.depth.precise_bn_batches = 2  # the precise-BN hook (configs/default.py: 160)
     c.train.saliency.eval_every = 2
     c.eval.max_images = 4
     c.eval.batch_size = 4

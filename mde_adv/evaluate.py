@@ -87,7 +87,8 @@ RowKey = tuple[str, str, str]
 class _Collected(NamedTuple):
     """This process's results: values[key][name] one array [B] per batch, and per batch the
     positions in the split, encoded ids, valid flags and ground truth; figures of process 0;
-    wall seconds of the first batch (which compiles every program) and of the others."""
+    wall seconds of each batch (the first compiles every program), and each batch's seconds
+    per section (table: its groups; 'fig6_7': the figures' extra work)."""
 
     values: dict[RowKey, dict[str, list[np.ndarray]]]
     meta: dict[RowKey, dict[str, Any]]
@@ -97,6 +98,7 @@ class _Collected(NamedTuple):
     targets: list[np.ndarray]
     figures: dict[str, np.ndarray] | None
     seconds: list[float]
+    table_seconds: dict[str, list[float]]
 
 
 def _evaluate_batches(eval_config, networks, batches_fn, groups, figures_attack) -> _Collected:
@@ -108,7 +110,7 @@ def _evaluate_batches(eval_config, networks, batches_fn, groups, figures_attack)
     fns = network_functions(
         {name: (model, jax.device_put(v, replicated)) for name, (model, v) in networks.items()}
     )
-    collected = _Collected({}, {}, [], [], [], [], None, [])
+    collected = _Collected({}, {}, [], [], [], [], None, [], {})
     batches = tqdm.tqdm(batches_fn(), desc="evaluate", disable=process_index != 0)
     for step, batch in enumerate(batches):
         t0 = time.perf_counter()
@@ -126,7 +128,9 @@ def _evaluate_batches(eval_config, networks, batches_fn, groups, figures_attack)
         collected.targets.append(np.asarray(batch["depth"], np.float32))
         key = jax.random.fold_in(base_key, step * process_count + process_index)
         cache = {}  # this batch's attacks and scores, shared by the groups asking for them
+        spent = dict.fromkeys([g.table for g in groups], 0.0)
         for index, group in enumerate(groups):
+            t_group = time.perf_counter()
             eps_of = dict(zip(group.settings, group.eps, strict=True))
             group_key = jax.random.fold_in(key, index)
             group_values = evaluate_group(group, fns, x, y, group_key, cache)
@@ -142,12 +146,17 @@ def _evaluate_batches(eval_config, networks, batches_fn, groups, figures_attack)
                 )
                 for name, array in named.items():
                     collected.values.setdefault(row_key, {}).setdefault(name, []).append(array)
+            spent[group.table] += time.perf_counter() - t_group  # values are on the host
         if collected.figures is None and figures_attack is not None and process_index == 0:
+            t_figures = time.perf_counter()
             keep = np.flatnonzero(batch["valid"])[: int(eval_config.fig6_7.images)]
             figures = figure_arrays(figures_attack, fns, x, y, key, keep, cache)
             figures["ids"] = np.asarray(batch["id"])[keep].astype(np.str_)
             collected = collected._replace(figures=figures)
+            spent["fig6_7"] = time.perf_counter() - t_figures
         collected.seconds.append(time.perf_counter() - t0)
+        for table, seconds in spent.items():
+            collected.table_seconds.setdefault(table, []).append(seconds)
     if not collected.positions:
         raise ValueError("batches_fn() yielded no batches (or max_images is 0 of them)")
     return collected
@@ -203,6 +212,12 @@ def _timing(seconds: list[float]) -> dict[str, float]:
     }
 
 
+def _timing_by_section(collected: _Collected) -> dict[str, dict[str, float]]:
+    """_timing of each section (its groups' wall time per batch; shared attacks and scores
+    count for the first section that computed them)."""
+    return {table: _timing(seconds) for table, seconds in collected.table_seconds.items()}
+
+
 def run(
     eval_config: ml_collections.ConfigDict,
     networks: Networks,
@@ -235,7 +250,7 @@ def run(
             "process_count": jax.process_count(),
             "groups": [_group_info(g) for g in groups],
             "figure_attack": None if figures_attack is None else _group_info(figures_attack),
-            "timing": _timing(collected.seconds),
+            "timing": {**_timing(collected.seconds), "sections": _timing_by_section(collected)},
         }
         (out_dir / results.RUN_INFO_FILE).write_text(json.dumps(info, indent=1))
         if collected.figures is not None:
@@ -244,5 +259,5 @@ def run(
         "summary": summary,
         "images": images,
         "out_dir": str(out_dir),
-        "timing": _timing(collected.seconds),
+        "timing": {**_timing(collected.seconds), "sections": _timing_by_section(collected)},
     }

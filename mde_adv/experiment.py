@@ -367,6 +367,7 @@ def stage_times(workdir: pathlib.Path) -> list[dict]:
                 compile_seconds=timing["compile_seconds"],
                 compute_seconds=done["seconds"] - timing["compile_seconds"],
                 notes=f"{timing['batches']} batches",
+                sections=timing.get("sections", {}),
             )
         elif done.get("given"):
             entry["notes"] = f"given: {done['given']}"

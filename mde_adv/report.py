@@ -318,7 +318,28 @@ def _stage_times_section(stage_times: Sequence[Mapping]) -> list[str]:
         cells.append(stage.get("notes", ""))
         lines.append("| " + " | ".join(cells) + " |")
     total = sum(float(s.get("seconds") or 0) for s in stage_times)
-    return [*lines, "", f"Total of the stages above: {total:.0f} s ({total / 60:.1f} min).", ""]
+    lines += ["", f"Total of the stages above: {total:.0f} s ({total / 60:.1f} min).", ""]
+    for stage in stage_times:
+        if stage.get("sections"):
+            lines += _section_times(stage["stage"], stage["sections"])
+    return lines
+
+
+def _section_times(stage: str, sections: Mapping[str, Mapping]) -> list[str]:
+    """Where the evaluation's time goes: each section's wall time over the batches (an
+    attack or score shared by several sections counts for the first that computed it)."""
+    lines = [
+        f"Time of the {stage} stage by section (first batch compiles):",
+        "",
+        "| section | wall s | first batch s | compile s | compute s |",
+        "|---|---|---|---|---|",
+    ]
+    for name, t in sorted(sections.items(), key=lambda item: -item[1]["compute_seconds"]):
+        wall = t["compile_seconds"] + t["compute_seconds"]
+        cells = [name, _format(wall), _format(t["first_batch_seconds"])]
+        cells += [_format(t["compile_seconds"]), _format(t["compute_seconds"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
 def write(

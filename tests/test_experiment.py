@@ -10,8 +10,6 @@ import pytest
 from mde_adv import experiment
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-# N's stage ends with BN statistics recomputed over 2 training batches (the precise-BN hook)
-SMOKE_FLAGS = ("--config.train.depth.precise_bn_batches=2",)
 
 
 def _main(workdir: pathlib.Path, *flags: str) -> subprocess.CompletedProcess:
@@ -36,7 +34,7 @@ def _main(workdir: pathlib.Path, *flags: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("smoke")
-    result = _main(workdir, *SMOKE_FLAGS)
+    result = _main(workdir)
     assert result.returncode == 0, result.stderr[-4000:]
     return workdir, result
 
@@ -74,15 +72,20 @@ def test_smoke_run_logs_learning_curves_and_stage_times(smoke_run):
     times = {t["stage"]: t for t in experiment.stage_times(workdir)}
     assert set(experiment.STAGES) - {"report"} <= set(times)
     assert times["evaluate"]["compile_seconds"] >= 0
+    sections = times["evaluate"]["sections"]  # where the evaluation's time goes
+    assert {"table2", "fig6_7"} <= set(sections)
+    assert sum(t["first_batch_seconds"] for t in sections.values()) <= (
+        experiment.stage_done(workdir, "evaluate")["timing"]["first_batch_seconds"] + 0.1
+    )
     report = (workdir / "report.md").read_text(encoding="utf-8")
-    for text in ("## Stage times", "## Premises", "per-pixel mean map", "| G_adv |"):
+    for text in ("## Stage times", "## Premises", "per-pixel mean map", "| G_adv |", "| table2 |"):
         assert text in report, text
 
 
 def test_rerun_skips_finished_stages(smoke_run):
     workdir, _ = smoke_run
     before = {s: experiment.stage_done(workdir, s) for s in experiment.STAGES}
-    result = _main(workdir, *SMOKE_FLAGS)
+    result = _main(workdir)
     assert result.returncode == 0, result.stderr[-4000:]
     assert result.stderr.count("already done") == len(experiment.STAGES)
     assert before == {s: experiment.stage_done(workdir, s) for s in experiment.STAGES}

@@ -5,15 +5,17 @@ exponential moving average the training steps left (PyTorch momentum 0.1: at bat
 averages ~10 recent batches of moving weights, and eval-mode scores swing with it).
 """
 
+import functools
 from collections.abc import Iterator, Mapping
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.experimental import multihost_utils
+from jax.sharding import NamedSharding, PartitionSpec
 
 from mde_adv.models import layers
+from mde_adv.train import parallel
 
 
 def _batch_stats_fn(model: nn.Module):
@@ -24,8 +26,11 @@ def _batch_stats_fn(model: nn.Module):
     mean and unbiased variance, layer by layer, each normalised with its batch statistics as
     in training."""
     keep = 1.0 - layers.BatchNorm.momentum
+    # several processes: the statistics come back replicated on every process's devices
+    replicated = NamedSharding(parallel.data_mesh(), PartitionSpec())
+    multi_process = jax.process_count() > 1
 
-    @jax.jit
+    @functools.partial(jax.jit, out_shardings=replicated if multi_process else None)
     def batch_stats(variables, x):
         zeros = jax.tree_util.tree_map(jnp.zeros_like, variables["batch_stats"])
         _, updated = model.apply(
@@ -39,12 +44,24 @@ def _batch_stats_fn(model: nn.Module):
     return batch_stats
 
 
+def _global_images(images: np.ndarray) -> jax.Array:
+    """This process's images as its part of the global batch: one array over all processes'
+    devices, so that every BN layer's statistics are the global batch's, as in training (whose
+    BatchNorm averages over all devices), whatever the number of processes."""
+    if jax.process_count() == 1:
+        return jnp.asarray(images, jnp.float32)
+    sharding = NamedSharding(parallel.data_mesh(), PartitionSpec(parallel.DATA_AXIS))
+    return jax.make_array_from_process_local_data(sharding, np.asarray(images, np.float32))
+
+
 def precise_batch_stats(
     model: nn.Module, variables: Mapping, batches: Iterator[Mapping], num_batches: int
 ) -> dict:
-    """variables['batch_stats'] recomputed as the mean over `num_batches` batches
-    ({'image': f32[B,H,W,3] normalised}) of each BN layer's batch mean and unbiased variance,
-    averaged over the processes too (each reads its own batches). Params are not touched."""
+    """variables['batch_stats'] recomputed as the mean over `num_batches` global batches of
+    each BN layer's batch mean and unbiased variance. `batches` yields this process's part
+    ({'image': f32[B_local,H,W,3] normalised}); each global batch (all processes' parts) is
+    normalised with its own statistics, as in a training step, so the result does not depend
+    on how the batch is split over processes and devices. Params are not touched."""
     if num_batches < 1:
         raise ValueError(f"precise BN: num_batches must be >= 1, got {num_batches}")
     if "batch_stats" not in variables:
@@ -55,11 +72,7 @@ def precise_batch_stats(
         batch = next(batches, None)
         if batch is None:
             raise ValueError(f"precise BN: the batches ran out after {i} of {num_batches}")
-        stats = batch_stats(variables, jnp.asarray(batch["image"], jnp.float32))
+        stats = batch_stats(variables, _global_images(batch["image"]))
         total = stats if total is None else jax.tree_util.tree_map(jnp.add, total, stats)
-    mean = jax.tree_util.tree_map(lambda t: np.asarray(t) / num_batches, total)
-    if jax.process_count() > 1:
-        mean = jax.tree_util.tree_map(
-            lambda t: np.asarray(t).mean(axis=0), multihost_utils.process_allgather(mean)
-        )
-    return jax.tree_util.tree_map(lambda t: np.asarray(t, np.float32), mean)
+    # replicated over the processes: every process holds the whole (identical) result
+    return jax.tree_util.tree_map(lambda t: np.asarray(t, np.float32) / num_batches, total)

@@ -39,6 +39,8 @@ def optimiser(**overrides) -> dict:
             adam_eps=1e-8,
             lr_decay_factor=0.1,
             lr_decay_every_epochs=0,
+            lr_schedule="step",  # spec §7's step decay, or "cosine" (warm-up, then to 0)
+            warmup_epochs=0.0,  # "cosine" only
             epochs=1.0,
             num_steps=0,
             batch_size=8,  # global batch: examples per step over all devices
@@ -91,6 +93,7 @@ def get_config() -> ml_collections.ConfigDict:
         p_adversarial=0.5,
         eps_range=(0.01, 0.3),
         steps_range=(1, 10),
+        sampler="bernoulli",  # or "paired": one of each pair adversarial (mde_adv.train.steps)
     )
     # N and G: the schedules of the shipped networks (configs/default_networks.py, used when
     # this study trains them). G_adv and N_adv: adversarial fine-tuning of G and N sized for the

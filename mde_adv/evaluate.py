@@ -26,7 +26,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from mde_adv import attacks
 from mde_adv.evaluation import baselines, results
-from mde_adv.evaluation.compute import evaluate_group, figure_arrays
+from mde_adv.evaluation.compute import REQUESTS, attack_requests, evaluate_group, figure_arrays
 from mde_adv.evaluation.config import default_eval_config
 from mde_adv.evaluation.methods import NETWORK_NAMES, Networks, network_functions
 from mde_adv.evaluation.plan import AttackGroup, figure_group, plan
@@ -111,6 +111,8 @@ def _evaluate_batches(eval_config, networks, batches_fn, groups, figures_attack)
         {name: (model, jax.device_put(v, replicated)) for name, (model, v) in networks.items()}
     )
     collected = _Collected({}, {}, [], [], [], [], None, [], {})
+    # what every group will ask of each attack family, so that the first computes it at once
+    requests = attack_requests([*groups, *([figures_attack] if figures_attack else [])])
     batches = tqdm.tqdm(batches_fn(), desc="evaluate", disable=process_index != 0)
     for step, batch in enumerate(batches):
         t0 = time.perf_counter()
@@ -127,7 +129,8 @@ def _evaluate_batches(eval_config, networks, batches_fn, groups, figures_attack)
         collected.valid.append(np.asarray(batch["valid"], bool))
         collected.targets.append(np.asarray(batch["depth"], np.float32))
         key = jax.random.fold_in(base_key, step * process_count + process_index)
-        cache = {}  # this batch's attacks and scores, shared by the groups asking for them
+        # this batch's attacks, masks and scores, shared by the groups asking for them
+        cache = {REQUESTS: requests}
         spent = dict.fromkeys([g.table for g in groups], 0.0)
         for index, group in enumerate(groups):
             t_group = time.perf_counter()

@@ -20,6 +20,7 @@ import ml_collections
 
 from mde_adv import variables_io
 from mde_adv.evaluation.config import check_eval_config
+from mde_adv.train.steps import SAMPLERS
 
 CONFIG_FILE = "config.json"
 MARKER = "DONE.json"
@@ -214,6 +215,16 @@ def _check_train_attack(attack: ml_collections.ConfigDict) -> None:
         raise RunConfigError(
             f"config.train_attack.eps_range {tuple(attack.eps_range)} must satisfy "
             "0 <= low <= high < inf"
+        )
+    sampler = attack.get("sampler", "bernoulli")
+    if sampler not in SAMPLERS:
+        raise RunConfigError(
+            f"config.train_attack.sampler = {sampler!r}: expected one of {list(SAMPLERS)}"
+        )
+    if sampler == "paired" and float(attack.p_adversarial) != 0.5:
+        raise RunConfigError(
+            f"config.train_attack.sampler = 'paired' makes exactly one example of each pair "
+            f"adversarial (p = 0.5), but p_adversarial = {attack.p_adversarial}"
         )
 
 

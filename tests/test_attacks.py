@@ -565,3 +565,70 @@ def test_noise_is_a_random_corner_of_the_ball_whatever_the_network():
     np.testing.assert_array_equal(first[2], x[2])
     with pytest.raises(ValueError, match="random"):
         attacks.AttackConfig(method="noise", random_start=False)
+
+
+NESTED = [
+    ("ifgsm", None, "linf", "normalised"),
+    ("ifgsm", None, "l2", "pixel"),
+    ("mifgsm", 0.05, "linf", "pixel"),
+    ("pgd", 0.05, "l2", "normalised"),
+]
+
+
+@pytest.mark.parametrize("method, alpha, norm, space", NESTED)
+def test_iterates_equal_the_attack_at_each_budget(method, alpha, norm, space):
+    """attack_iterates' row r is the attack with T = record_steps[r] (nested budgets), in the
+    order asked for, with a region mask and per-example ε."""
+    x, y = images(4), depths(5)
+    eps = np.array([0.02, 0.1, 0.3], np.float32)
+    region = np.zeros((BATCH, HEIGHT, WIDTH, 1), np.float32)
+    region[:, :, : WIDTH // 2] = 1.0
+    random_start = method == "pgd"
+    cfg = config(method=method, alpha=alpha, norm=norm, space=space, random_start=random_start)
+    key = jax.random.key(3)
+    record = [3, 1, 4]
+    iterates = attacks.attack_iterates(
+        PREDICT, x, y, eps=eps, record_steps=record, config=cfg, key=key, region_mask=region
+    )
+    assert iterates.shape == (3, *x.shape)
+    for row, steps in zip(iterates, record, strict=True):
+        alone = attacks.attack(
+            PREDICT, x, y, eps=eps, steps=steps, config=cfg, key=key, region_mask=region
+        )
+        np.testing.assert_allclose(row, alone, atol=1e-5, err_msg=f"T={steps}")
+
+
+def test_iterates_refuse_budget_dependent_steps():
+    x, y = images(4), depths(5)
+    for cfg in (config(method="pgd"), config(method="mifgsm"), config(method="apgd")):
+        assert not cfg.nested_budgets
+        with pytest.raises(ValueError, match="depends on the budget"):
+            attacks.attack_iterates(PREDICT, x, y, eps=0.1, record_steps=[1, 2], config=cfg)
+    with pytest.raises(ValueError, match="record_steps"):
+        attacks.attack_iterates(PREDICT, x, y, eps=0.1, record_steps=[2, 2], config=config())
+    with pytest.raises(ValueError, match="T"):  # beyond t_max = 4
+        attacks.attack_iterates(PREDICT, x, y, eps=0.1, record_steps=[5], config=config())
+
+
+@pytest.mark.parametrize(
+    "method, norm, space",
+    [
+        ("fgsm", "linf", "normalised"),
+        ("fgsm", "l2", "pixel"),
+        ("ifgsm", "linf", "pixel"),
+        ("mifgsm", "l2", "normalised"),
+    ],
+)
+def test_one_step_sweep_equals_the_one_step_attack_at_each_radius(method, norm, space):
+    x, y = images(6), depths(7)
+    region = np.ones((BATCH, HEIGHT, WIDTH, 1), np.float32)
+    region[:, : HEIGHT // 2] = 0.0
+    cfg = config(method=method, norm=norm, space=space, alpha=None)
+    radii = [0.0, 0.02, 0.1, 0.3]
+    swept = attacks.one_step_sweep(PREDICT, x, y, eps_values=radii, config=cfg, region_mask=region)
+    assert swept.shape == (len(radii), *x.shape)
+    for row, eps in zip(swept, radii, strict=True):
+        alone = attacks.attack(PREDICT, x, y, eps=eps, steps=1, config=cfg, region_mask=region)
+        np.testing.assert_allclose(row, alone, atol=1e-6, err_msg=f"ε={eps}")
+    with pytest.raises(ValueError, match="random_start"):
+        attacks.one_step_sweep(PREDICT, x, y, eps_values=radii, config=config(method="pgd"))

@@ -362,6 +362,51 @@ def test_groups_sharing_an_attack_share_its_inputs_and_scores():
     assert compute.attack_key(pgd, 0.1) is None  # random start: never shared
 
 
+def test_attack_families_are_computed_together_and_change_no_value():
+    """With the batch's requests in the cache, the one-step attacks of a family (Table 1 and
+    Fig. 4's FGSM) come from one gradient and Fig. 5's budgets from one IFGSM loop; every
+    value equals the group evaluated alone within float rounding, and masks of the clean x
+    are computed once per network."""
+    config = tiny_eval_config()
+    config.fig4.eps = [0.0, 0.05, 0.1]
+    nets = tiny_networks()
+    fns = methods.network_functions(nets)
+    images, depths, _ = valid_examples()
+    x, y = jnp.asarray(images[:BATCH]), jnp.asarray(depths[:BATCH])
+    key = jax.random.key(0)
+    groups = plan.plan(config, nets)
+    requests = compute.attack_requests(groups)
+    fgsm = next(g for g in groups if g.table == "fig4")
+    assert requests[compute.attack_family(fgsm)] == {0.05: {1}, 0.1: {1}}
+    fig5 = [g for g in groups if g.table == "fig5"]
+    assert requests[compute.attack_family(fig5[0])][0.1] >= {1, 2}
+    cache = {compute.REQUESTS: requests}
+    calls = []
+    original = attacks.attack
+
+    def counted(*args, **kwargs):
+        calls.append(kwargs["config"].method)
+        return original(*args, **kwargs)
+
+    attacks.attack = counted
+    try:
+        shared = {g: compute.evaluate_group(g, fns, x, y, key, cache) for g in groups}
+    finally:
+        attacks.attack = original
+    for group, values in shared.items():
+        alone = compute.evaluate_group(group, fns, x, y, key)
+        for row in values:
+            for name in values[row]:
+                np.testing.assert_allclose(
+                    values[row][name], alone[row][name], rtol=1e-5, atol=1e-6, err_msg=row
+                )
+    assert "fgsm" not in calls  # Table 1 and Fig. 4: one one_step_sweep
+    ifgsm_families = {compute.attack_family(g) for g in fig5}
+    assert all((*f, t, 0.1) in cache for f in ifgsm_families for t in (1, 2))
+    clean_masks = [k for k in cache if k[0] == "mask" and k[2] == compute.CLEAN]
+    assert {k[1] for k in clean_masks} <= set(nets) and len(clean_masks) == len(set(clean_masks))
+
+
 def test_figure_arrays_hold_the_attack_of_fig6_and_fig7(evaluation):
     out_dir, _, _ = evaluation
     arrays = np.load(out_dir / results.FIGURES_FILE)

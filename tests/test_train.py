@@ -188,3 +188,53 @@ def test_replicate_never_hands_the_callers_buffers_to_the_donating_step(depth_va
     batch = parallel.shard_batch(ts.synthetic_batch(0, GLOBAL_BATCH), "jit")
     step(parallel.replicate(on_device, "jit"), batch, None, jax.random.key(0))
     assert all(not leaf.is_deleted() for leaf in jax.tree.leaves(on_device))
+
+
+def _paired_spec():
+    spec = loop.task_spec(ts.tiny_config(), "depth_adv", steps_per_epoch=10)
+    return dataclasses.replace(spec, sampler="paired")
+
+
+def test_paired_sampler_attacks_one_example_of_each_pair():
+    """One of examples 2j, 2j+1 is adversarial, each with probability 1/2 over steps, and a
+    device's draws are its slice of the global batch's (any even split)."""
+    spec = _paired_spec()
+    draws = [steps.algorithm1_draws(spec, jax.random.key(s), 8)[0] for s in range(200)]
+    is_adv = np.asarray(draws)
+    np.testing.assert_array_equal(is_adv[:, 0::2] ^ is_adv[:, 1::2], True)
+    assert np.all(np.abs(is_adv.mean(axis=0) - 0.5) < 0.12), is_adv.mean(axis=0)
+    key = jax.random.key(7)
+    plain = lambda v: (
+        jax.random.key_data(v) if jax.dtypes.issubdtype(v.dtype, jax.dtypes.prng_key) else v
+    )
+    whole = [plain(v) for v in steps.algorithm1_draws(spec, key, 8)]
+    halves = [
+        [plain(v) for v in steps.algorithm1_draws(spec, key, 4, first_index)]
+        for first_index in (0, 4)
+    ]
+    for whole_part, *parts in zip(whole, *halves, strict=True):
+        np.testing.assert_array_equal(whole_part, np.concatenate(parts))
+    with pytest.raises(ValueError, match="even batch"):
+        steps.algorithm1_draws(spec, key, 3)
+    with pytest.raises(ValueError, match="p_adversarial"):
+        dataclasses.replace(spec, p_adversarial=0.3)
+
+
+def test_paired_sampler_attacks_only_the_chosen_half_with_the_same_result(depth_vars):
+    """Attacking the B/2 chosen examples gives the x' of attacking the whole batch with the
+    clean examples at T = 0 (the Bernoulli path's computation on the same coins)."""
+    spec = _paired_spec()
+    model = spec.depth_model
+    predict = lambda z: model.apply(depth_vars, z, train=False)
+    batch = next(ts.batches_from(4, 4)(0))
+    x, depth = batch["image"], batch["depth"]
+    key, first = jax.random.key(11), jax.numpy.int32(0)
+    x_prime, is_adv = steps.adversarial_inputs(spec, predict, x, depth, key, first)
+    flags, eps, t, keys = steps.algorithm1_draws(spec, key, 4)
+    np.testing.assert_array_equal(is_adv, flags)
+    full = steps.attacks.attack_traced(
+        predict, x, depth, eps=eps, steps=np.where(flags, t, 0), keys=keys, config=spec.attack
+    )
+    expected = np.where(np.asarray(flags)[:, None, None, None], full, x)
+    np.testing.assert_allclose(x_prime, expected, atol=1e-5)
+    assert np.any(np.asarray(x_prime) != np.asarray(x))

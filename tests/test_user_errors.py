@@ -151,6 +151,17 @@ def test_steps_range_above_t_max_is_an_error(tmp_path):
         experiment.run(config, tmp_path)
 
 
+@pytest.mark.parametrize(
+    ("sampler", "p", "match"),
+    [("coin", 0.5, r"sampler = 'coin'"), ("paired", 0.3, r"'paired'.*p_adversarial = 0\.3")],
+)
+def test_bad_train_attack_sampler_is_an_error(tmp_path, sampler, p, match):
+    config = _smoke(stages=("train_saliency_adv",))
+    config.train_attack.sampler, config.train_attack.p_adversarial = sampler, p
+    with pytest.raises(run_checks.RunConfigError, match=match):
+        experiment.run(config, tmp_path)
+
+
 def test_evaluation_without_n_is_refused_before_any_stage(tmp_path):
     with pytest.raises(run_checks.RunConfigError, match=r"config\.networks\.N"):
         experiment.run(_smoke(stages=("data", "evaluate")), tmp_path)

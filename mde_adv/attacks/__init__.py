@@ -18,7 +18,14 @@ from mde_adv.attacks.config import (
     TARGETS,
     AttackConfig,
 )
-from mde_adv.attacks.engine import attack, attack_traced, eps_sweep, step_size
+from mde_adv.attacks.engine import (
+    attack,
+    attack_iterates,
+    attack_traced,
+    eps_sweep,
+    one_step_sweep,
+    step_size,
+)
 from mde_adv.attacks.ensemble import Member, WorstCase, worst_case
 from mde_adv.attacks.restarts import CRITERIA, attack_with_restarts
 from mde_adv.attacks.sampler import (
@@ -45,6 +52,7 @@ __all__ = [
     "WorstCase",
     "adaptive",
     "attack",
+    "attack_iterates",
     "attack_traced",
     "attack_with_restarts",
     "diagnostics",
@@ -52,6 +60,7 @@ __all__ = [
     "example_keys",
     "inscribed_eps",
     "normalised_eps_to_pixel",
+    "one_step_sweep",
     "sample_algorithm1",
     "step_size",
     "to_normalised",

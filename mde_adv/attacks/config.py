@@ -101,6 +101,15 @@ class AttackConfig:
         if self.alpha is not None:
             object.__setattr__(self, "alpha", float(self.alpha))
 
+    @property
+    def nested_budgets(self) -> bool:
+        """Whether the attack with budget T is the first T steps of any longer one: the step
+        (α) does not depend on T and nothing else is scheduled on T (FGSM/IFGSM/PGD/MI-FGSM
+        with α set, IFGSM's default α = 1; not APGD, the square search or noise)."""
+        if self.method not in ("fgsm", "ifgsm", "pgd", "mifgsm"):
+            return False
+        return self.alpha is not None or self.method in ("fgsm", "ifgsm")
+
     def describe(self) -> str:
         """One line naming every setting, ε space included, to print beside results."""
         alpha = "default" if self.alpha is None else f"{self.alpha:g}"

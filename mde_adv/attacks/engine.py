@@ -25,15 +25,15 @@ from collections.abc import Callable
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.tree_util import Partial
 
-from mde_adv.attacks import geometry, spaces
+from mde_adv.attacks import geometry, problem, spaces
 from mde_adv.attacks.apgd import apgd_batch
 from mde_adv.attacks.config import AttackConfig
 from mde_adv.attacks.sampler import example_keys
 from mde_adv.attacks.square import square_batch
 from mde_adv.attacks.validation import validate_attack_args, validate_eps_values
-from mde_adv.losses import attack_loss
 
 PredictFn = Callable[[jax.Array], jax.Array]
 SEARCH_BATCHES = {"apgd": apgd_batch, "square": square_batch}
@@ -59,17 +59,28 @@ def _per_example(fn, *args):
     return jax.vmap(fn)(*args)
 
 
-def _noise_batch(config, x, eps, steps, keys, region) -> jax.Array:
-    """x + δ with δ a random point of the ε-ball's surface (geometry.random_surface), masked
-    by the region and clipped to the pixel box like every attack; T = 0 leaves x unchanged."""
+def _noise_batch(config, task, x, eps, steps, keys) -> jax.Array:
+    """x + δ with δ a random point of the ε-ball's surface (geometry.random_surface) in the
+    feasible set like every attack (region, pixel box); T = 0 leaves x unchanged."""
     draw = lambda key, e: geometry.random_surface(key, x.shape[1:], e, config.norm)
-    delta = _per_example(draw, keys, eps)
-    if region is not None:
-        delta = delta * region
-    if config.space == "pixel":
-        delta = jnp.clip(delta, *spaces.pixel_box(x))
+    delta = task.constrain(_per_example(draw, keys, eps))
     delta = jnp.where((steps > 0)[:, None, None, None], delta, 0.0)
     return x + spaces.to_normalised(delta, config.space)
+
+
+def _direction(config: AttackConfig, gradient: jax.Array, velocity: jax.Array):
+    """(new velocity, ascent direction) of one iteration: MI-FGSM's momentum of ℓ1-normalised
+    gradients, else the gradient itself."""
+    if config.method != "mifgsm":
+        return velocity, gradient
+    velocity = config.momentum * velocity + _per_example(geometry.l1_normalise, gradient)
+    return velocity, velocity
+
+
+def _ascend(config, task, delta, direction, alpha) -> jax.Array:
+    """δ ← P(δ + α·step(direction)), P the feasible set (Eq. 1 for ℓ∞)."""
+    step = _per_example(lambda d: geometry.step_direction(d, config.norm), direction)
+    return task.constrain(delta + alpha * step)
 
 
 def _attack_batch(
@@ -81,69 +92,63 @@ def _attack_batch(
     steps: jax.Array,
     keys: jax.Array | None,
     region: jax.Array | None,
+    record: tuple[int, ...] | None = None,
 ) -> jax.Array:
-    """The attack on a batch x[B,H,W,3] (normalised) with eps f32[B] and steps int32[B]."""
+    """The attack on a batch x[B,H,W,3] (normalised) with eps f32[B] and steps int32[B].
+    record: None, or step counts whose iterates to return as f32[R,B,H,W,3] (the iterate
+    after record[r] steps of each example; `attack_iterates`)."""
     if config.method in SEARCH_BATCHES:  # apgd, square: their own loop, same conventions
         return SEARCH_BATCHES[config.method](predict_fn, config, x, y, eps, steps, keys, region)
+    task = problem.build(predict_fn, config, x, y, eps, region)
     if config.method == "noise":
-        return _noise_batch(config, x, eps, steps, keys, region)
-    loss_fn = attack_loss(config.loss)
-    if config.target == "clean_prediction":
-        reference = jax.lax.stop_gradient(predict_fn(x))
-    else:
-        reference = y
-    reference = config.target_scale * reference
-    direction_sign = -1.0 if config.targeted else 1.0
-
-    def objective(delta):
-        """Σ_i ±ℓ_i(δ_i): its gradient's row i is ±∇ℓ_i(δ_i) (examples are independent)."""
-        depth = predict_fn(x + spaces.to_normalised(delta, config.space))
-        return direction_sign * jnp.sum(loss_fn(depth, reference))
-
-    box = spaces.pixel_box(x) if config.space == "pixel" else None
-
-    def constrain_one(delta, eps, box, region):
-        if region is not None:
-            delta = delta * region
-        delta = geometry.project(delta, eps, config.norm)
-        if box is not None:
-            delta = jnp.clip(delta, *box)
-        return delta
-
-    def constrain(delta):
-        return _per_example(constrain_one, delta, eps, box, region)
-
-    def step_direction(direction):
-        return _per_example(lambda d: geometry.step_direction(d, config.norm), direction)
-
+        return _noise_batch(config, task, x, eps, steps, keys)
     alpha = jnp.broadcast_to(step_size(config, eps, steps.astype(jnp.float32)), eps.shape)
     alpha = alpha[:, None, None, None]
     zeros = jnp.zeros_like(x)
     delta = zeros
     if config.random_start:
-        start = lambda key, e: geometry.random_start(key, x.shape[1:], e, config.norm)
-        delta = constrain(_per_example(start, keys, eps))
+        delta = task.constrain(problem.random_starts(config, keys, x.shape[1:], eps))
         delta = jnp.where((steps > 0)[:, None, None, None], delta, 0.0)
+    recorded = jnp.zeros((len(record or ()), *x.shape), x.dtype)
+    record_at = jnp.asarray(record or (), jnp.int32)
 
     def body(carry):
-        t, delta, velocity = carry
-        gradient = jax.grad(objective)(delta)
-        if region is not None:
-            gradient = gradient * region
-        if config.method == "mifgsm":
-            normalised = _per_example(geometry.l1_normalise, gradient)
-            new_velocity = config.momentum * velocity + normalised
-            direction = new_velocity
-        else:
-            new_velocity, direction = velocity, gradient
-        new_delta = constrain(delta + alpha * step_direction(direction))
+        t, delta, velocity, recorded = carry
+        _, gradient = task.gradient(delta)
+        new_velocity, direction = _direction(config, gradient, velocity)
+        new_delta = _ascend(config, task, delta, direction, alpha)
         active = (t < steps)[:, None, None, None]
         velocity = jnp.where(active, new_velocity, velocity)
-        return t + 1, jnp.where(active, new_delta, delta), velocity
+        delta = jnp.where(active, new_delta, delta)
+        recorded = jnp.where((record_at == t + 1)[:, None, None, None, None], delta, recorded)
+        return t + 1, delta, velocity, recorded
 
     last = jnp.minimum(jnp.max(steps), config.t_max)
-    _, delta, _ = jax.lax.while_loop(lambda c: c[0] < last, body, (0, delta, zeros))
+    carry = (0, delta, zeros, recorded)
+    _, delta, _, recorded = jax.lax.while_loop(lambda c: c[0] < last, body, carry)
+    if record is not None:
+        return x[None] + spaces.to_normalised(recorded, config.space)
     return x + spaces.to_normalised(delta, config.space)
+
+
+def _first_step_sweep(predict_fn, config, x, y, eps_values, region) -> jax.Array:
+    """f32[E,B,H,W,3]: one step from x at each radius of eps_values f32[E], from ONE gradient
+    (at δ = 0 it does not depend on ε)."""
+    batch = x.shape[0]
+    per_radius = lambda e: jnp.broadcast_to(e, (batch,))
+    _, gradient = problem.build(predict_fn, config, x, y, per_radius(1.0), region).gradient(
+        jnp.zeros_like(x)
+    )
+    _, direction = _direction(config, gradient, jnp.zeros_like(x))
+
+    def one_radius(e):
+        eps = per_radius(e)
+        task = problem.build(predict_fn, config, x, y, eps, region)
+        alpha = jnp.broadcast_to(step_size(config, eps, jnp.ones_like(eps)), eps.shape)
+        delta = _ascend(config, task, jnp.zeros_like(x), direction, alpha[:, None, None, None])
+        return x + spaces.to_normalised(delta, config.space)
+
+    return jax.lax.map(one_radius, eps_values)
 
 
 def attack_traced(
@@ -263,4 +268,85 @@ def eps_sweep(
     _, steps = validate_attack_args(config, x, y, 0.0, steps, key, region_mask)
     return _eps_sweep_jit(
         _as_partial(predict_fn), x, y, eps_values, steps, key, region_mask, config=config
+    )
+
+
+@functools.partial(jax.jit, static_argnames=("config", "record"))
+def _iterates_jit(predict_fn, x, y, eps, key, region_mask, *, config, record):
+    keys = None if key is None else example_keys(key, x.shape[0])
+    batch = x.shape[0]
+    eps = jnp.broadcast_to(jnp.asarray(eps, jnp.float32), (batch,))
+    steps = jnp.full((batch,), max(record), jnp.int32)
+    iterates = _attack_batch(predict_fn, config, x, y, eps, steps, keys, region_mask, record)
+    return jax.lax.stop_gradient(iterates)
+
+
+def attack_iterates(
+    predict_fn: PredictFn,
+    x: jax.Array,
+    y: jax.Array | None = None,
+    *,
+    eps,
+    record_steps,
+    config: AttackConfig,
+    key: jax.Array | None = None,
+    region_mask: jax.Array | None = None,
+) -> jax.Array:
+    """f32[R,B,H,W,3]: the attack at every budget T of record_steps (R distinct ints), from ONE
+    loop of max(record_steps) iterations: for a config with `nested_budgets` (a step that does
+    not depend on T: IFGSM with α = 1, the paper's Fig. 5) the attack with budget T is the
+    first T steps of any longer one, so row r equals `attack(..., steps=record_steps[r])`.
+
+    Same arguments and checks as `attack` (eps a scalar or f32[B]); ValueError for a config
+    whose steps depend on T (PGD's and MI-FGSM's default α = c·ε/T, APGD's schedule).
+    """
+    if not isinstance(config, AttackConfig) or not config.nested_budgets:
+        described = config.describe() if isinstance(config, AttackConfig) else config
+        raise ValueError(
+            f"attack_iterates: the step of {described} depends on the budget T; "
+            "set alpha, or call attack once per T"
+        )
+    wanted = [int(t) for t in np.atleast_1d(np.asarray(record_steps))]
+    record = tuple(sorted(set(wanted)))
+    if not wanted or len(record) != len(wanted) or record[0] < 1:
+        raise ValueError(f"record_steps must be distinct integers >= 1, got {record_steps!r}")
+    eps, _ = validate_attack_args(config, x, y, eps, record[-1], key, region_mask)
+    iterates = _iterates_jit(
+        _as_partial(predict_fn), x, y, eps, key, region_mask, config=config, record=record
+    )
+    return iterates[np.asarray([record.index(t) for t in wanted])]
+
+
+@functools.partial(jax.jit, static_argnames=("config",))
+def _one_step_sweep_jit(predict_fn, x, y, eps_values, region_mask, *, config):
+    return jax.lax.stop_gradient(
+        _first_step_sweep(predict_fn, config, x, y, eps_values, region_mask)
+    )
+
+
+def one_step_sweep(
+    predict_fn: PredictFn,
+    x: jax.Array,
+    y: jax.Array | None = None,
+    *,
+    eps_values,
+    config: AttackConfig,
+    region_mask: jax.Array | None = None,
+) -> jax.Array:
+    """x_adv f32[E,B,H,W,3]: the one-step attack (T = 1: FGSM, or the first step of IFGSM,
+    MI-FGSM, PGD without a random start) at each radius of eps_values f32[E], from ONE
+    gradient at x (it does not depend on ε), so row e equals
+    `attack(..., eps=eps_values[e], steps=1)`. A config with a random start is refused (its
+    start depends on ε), as are APGD, the square search and noise (their own loops)."""
+    if not isinstance(config, AttackConfig):
+        raise ValueError(f"config must be an AttackConfig, got {type(config).__name__}")
+    if config.random_start or config.method in (*SEARCH_BATCHES, "noise"):
+        raise ValueError(
+            f"one_step_sweep: method {config.method!r} with random_start={config.random_start} "
+            "has no ε-independent first gradient; call attack per ε"
+        )
+    eps_values = validate_eps_values(eps_values)
+    validate_attack_args(config, x, y, 0.0, 1, None, region_mask)
+    return _one_step_sweep_jit(
+        _as_partial(predict_fn), x, y, eps_values, region_mask, config=config
     )

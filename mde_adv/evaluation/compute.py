@@ -47,23 +47,54 @@ def region_masks(saliency: jax.Array, salient_fraction: float) -> tuple[jax.Arra
     return salient, 1.0 - salient
 
 
-def group_region_mask(group: AttackGroup, fns: NetworkFns, x: jax.Array) -> jax.Array | None:
-    """The region mask f32[B,H,W,1] of the group's attack (None: no region)."""
+def group_region_mask(
+    group: AttackGroup, fns: NetworkFns, x: jax.Array, cache: BatchCache | None = None
+) -> jax.Array | None:
+    """The region mask f32[B,H,W,1] of the group's attack (None: no region), from the saliency
+    map of the clean x (`saliency_mask`, shared through cache)."""
     if group.region in (None, "all"):  # 'all': no restriction, the unrestricted attack
         return None
-    salient, non_salient = region_masks(_call(fns[group.region_net], x), group.salient_fraction)
+    saliency = saliency_mask(fns, group.region_net, x, CLEAN, cache)
+    salient, non_salient = region_masks(saliency, group.salient_fraction)
     return salient if group.region == "salient" else non_salient
+
+
+def attack_family(group: AttackGroup) -> tuple | None:
+    """What the group's attack has in common with other groups' attacks apart from ε and T,
+    hashable (None when it shares nothing: a random start's keys and a region's mask are the
+    group's own)."""
+    if group.config.random_start or group.region not in (None, "all"):
+        return None
+    return (group.target, group.config)
 
 
 def attack_key(group: AttackGroup, eps: float) -> tuple | None:
     """What determines the group's adversarial input at radius eps on a given batch, hashable:
-    groups with equal keys share one attack (`CLEAN` for ε = 0; None for a random start, whose
-    key differs per group, and for a region, whose mask is per group)."""
+    groups with equal keys share one attack (`CLEAN` for ε = 0; None when never shared, see
+    `attack_family`)."""
     if eps == 0:
         return CLEAN
-    if group.config.random_start or group.region not in (None, "all"):
-        return None
-    return (group.target, group.config, group.steps, float(eps))
+    family = attack_family(group)
+    return None if family is None else (*family, group.steps, float(eps))
+
+
+# The cache entry holding `attack_requests` of the batch's groups.
+REQUESTS = ("requests",)
+
+
+def attack_requests(groups) -> dict[tuple, dict[float, frozenset[int]]]:
+    """{attack family: {ε: the budgets T asked for}} over `groups` (ε > 0), so that the first
+    group needing an attack of a family computes what the others will ask for at once: all
+    radii of one-step attacks from one gradient (`attacks.one_step_sweep`: Table 1, Fig. 4
+    and the defence-aware FGSM), all budgets at one radius from one loop
+    (`attacks.attack_iterates`: Fig. 5's T = 1..10, Table 3's T = 5 and Table 2's T = 10)."""
+    requests: dict[tuple, dict[float, set[int]]] = {}
+    for group in groups:
+        family = attack_family(group)
+        for eps in group.eps if family is not None else ():
+            if eps > 0:
+                requests.setdefault(family, {}).setdefault(float(eps), set()).add(group.steps)
+    return {f: {e: frozenset(t) for e, t in by_eps.items()} for f, by_eps in requests.items()}
 
 
 def _cached(cache: BatchCache | None, name: tuple | None, compute):
@@ -73,6 +104,31 @@ def _cached(cache: BatchCache | None, name: tuple | None, compute):
     if name not in cache:
         cache[name] = compute()
     return cache[name]
+
+
+def _attack_with_family(group, attacked, x, reference, eps, cache, attack) -> jax.Array:
+    """The group's attack at eps; when the batch's requests ask its family for several radii
+    of a one-step attack or several budgets at this radius, all of them at once (cached)."""
+    family = attack_family(group)
+    wanted = cache.get(REQUESTS, {}).get(family, {})
+    name = attack_key(group, eps)
+    if name in cache:
+        return cache[name]
+    if len(wanted) > 1 and all(steps == {1} for steps in wanted.values()):
+        radii = sorted(wanted)
+        swept = attacks.one_step_sweep(
+            attacked, x, reference, eps_values=radii, config=group.config
+        )
+        cache.update({(*family, 1, e): x_adv for e, x_adv in zip(radii, swept, strict=True)})
+    elif group.config.nested_budgets and len(wanted.get(float(eps), ())) > 1:
+        budgets = sorted(wanted[float(eps)])
+        iterates = attacks.attack_iterates(
+            attacked, x, reference, eps=float(eps), record_steps=budgets, config=group.config
+        )
+        cache.update(
+            {(*family, t, float(eps)): x_adv for t, x_adv in zip(budgets, iterates, strict=True)}
+        )
+    return _cached(cache, name, attack)
 
 
 def adversarial_inputs(
@@ -88,7 +144,9 @@ def adversarial_inputs(
     `attacks.attack` call per radius: ε is traced, so every radius and every group with the
     same attack and attacked network share one compiled program. y: ground-truth depth (unused
     by attacks whose reference is the clean prediction). key: PRNG key (random starts only).
-    cache: this batch's results; an attack another group already ran is taken from it."""
+    cache: this batch's results; an attack another group already ran is taken from it, and
+    with the batch's `attack_requests` (cache[REQUESTS]) a family's attacks are computed
+    together (`_attack_with_family`)."""
     attacked = attacked_function(ATTACK_TARGETS[group.target], fns)
     reference = None if group.config.target == "clean_prediction" else y
     start_key = key if group.config.random_start else None
@@ -108,27 +166,53 @@ def adversarial_inputs(
     inputs = []
     for eps in group.eps:
         name = attack_key(group, eps)
-        inputs.append(x if name == CLEAN else _cached(cache, name, attack(eps)))
+        if name == CLEAN:
+            inputs.append(x)
+        elif name is None or cache is None:
+            inputs.append(attack(eps)())
+        else:
+            inputs.append(
+                _attack_with_family(group, attacked, x, reference, eps, cache, attack(eps))
+            )
     return jnp.stack(inputs)
 
 
 @jax.jit
-def _masked_depth(depth_fn: Partial, saliency_fn: Partial, z: jax.Array, source: jax.Array):
-    """(N(z ⊗ G(source)), G(source))."""
-    mask = saliency_fn(source)
-    return depth_fn(z * mask), mask
+def _masked_call(depth_fn: Partial, z: jax.Array, mask: jax.Array) -> jax.Array:
+    """N(z ⊗ mask): one compiled program per depth-network form."""
+    return depth_fn(z * mask)
+
+
+def saliency_mask(
+    fns: NetworkFns,
+    name: str,
+    source: jax.Array,
+    source_key: tuple | None = None,
+    cache: BatchCache | None = None,
+) -> jax.Array:
+    """G(source) f32[B,H,W,1] of saliency network `name`; with the `attack_key` of source
+    (CLEAN for the clean x) it is computed once per batch and taken from `cache` after."""
+    name_key = None if source_key is None else ("mask", name, source_key)
+    return _cached(cache, name_key, lambda: _call(fns[name], source))
 
 
 def method_output(
-    fns: NetworkFns, method: Method, z: jax.Array, clean: jax.Array
+    fns: NetworkFns,
+    method: Method,
+    z: jax.Array,
+    clean: jax.Array,
+    z_key: tuple | None = None,
+    cache: BatchCache | None = None,
 ) -> tuple[jax.Array, jax.Array | None]:
     """(depth f32[B,h,w,1], mask f32[B,H,W,1] or None) of `method` on inputs z f32[B,H,W,3]
     (the oracle's mask from clean). The networks are arguments of the compiled programs, so
-    methods of the same form (N and N_adv; G and G_adv; mask from z or from x) share one."""
+    methods of the same form (N and N_adv; G and G_adv) share one. z_key: z's `attack_key`;
+    with a cache every mask (G(x) of the oracles above all) is computed once per batch."""
     if method.saliency_net is None:
         return _call(fns[method.depth_net], z), None
-    source = clean if method.mask_from_clean else z
-    return _masked_depth(fns[method.depth_net], fns[method.saliency_net], z, source)
+    source, source_key = (clean, CLEAN) if method.mask_from_clean else (z, z_key)
+    mask = saliency_mask(fns, method.saliency_net, source, source_key, cache)
+    return _masked_call(fns[method.depth_net], z, mask), mask
 
 
 def mask_statistics(mask: jax.Array) -> dict[str, jax.Array]:
@@ -163,15 +247,17 @@ def method_metrics(
     already scored on an input of the same key is taken from `cache`."""
     input_keys = input_keys or (None,) * len(inputs)
 
-    def scores(method, z):
-        return lambda: {
-            k: np.asarray(v) for k, v in _scores(*method_output(fns, method, z, x), y).items()
-        }
+    def scores(method, z, name):
+        def compute():
+            depth, mask = method_output(fns, method, z, x, name, cache)
+            return {k: np.asarray(v) for k, v in _scores(depth, mask, y).items()}
+
+        return compute
 
     per_method = []
     for method in methods:
         settings = [
-            _cached(cache, None if name is None else (name, method), scores(method, z))
+            _cached(cache, None if name is None else (name, method), scores(method, z, name))
             for z, name in zip(inputs, input_keys, strict=True)
         ]
         per_method.append({k: np.stack([s[k] for s in settings]) for k in settings[0]})
@@ -241,7 +327,7 @@ def evaluate_group(
 ) -> GroupValues:
     """{(setting, method label): {value name: f32[B] numpy}} of one group on one batch.
     cache: this batch's attacks and scores, shared by its groups (None: nothing shared)."""
-    region = group_region_mask(group, fns, x)
+    region = group_region_mask(group, fns, x, cache)
     inputs = adversarial_inputs(group, fns, x, y, key, region, cache)
     needed = set().union(*(m.networks for m in group.methods))
     per_method = method_metrics(
@@ -263,7 +349,7 @@ def evaluate_group(
                 extra = targeted_values(fns["N"], x, inputs[s], scale)
                 row.update({name: np.asarray(v) for name, v in extra.items()})
         if group.extras == "energy":
-            saliency = _call(fns[group.region_net], x)
+            saliency = saliency_mask(fns, group.region_net, x, CLEAN, cache)
             _, non_salient = region_masks(saliency, group.salient_fraction)
             shares = energy_shares(
                 attacked_function(ATTACK_TARGETS[group.target], fns),
@@ -297,6 +383,7 @@ def figure_arrays(
     methods the networks allow ([K,h,w,1] metres), 'mask:<G>(x)' and 'mask:<G>(x*)'
     ([K,H,W,1])."""
     x_adv = adversarial_inputs(group, fns, x, y, key, cache=cache)[0]
+    adv_key = attack_key(group, group.eps[0])
     delta = x_adv - x
     arrays = {
         "image": np.clip(np.asarray(denormalize(x)), 0, 1),
@@ -308,10 +395,11 @@ def figure_arrays(
         "depth:N(x)": np.asarray(_call(fns["N"], x)),
     }
     for method in group.methods:
-        depth, _ = method_output(fns, method, x_adv, x)
+        depth, _ = method_output(fns, method, x_adv, x, adv_key, cache)
         arrays[f"depth:{method.label()}"] = np.asarray(depth)
     for name in FIGURE_MASKS:
         if name in fns:
-            arrays[f"mask:{name}(x)"] = np.asarray(_call(fns[name], x))
-            arrays[f"mask:{name}(x*)"] = np.asarray(_call(fns[name], x_adv))
+            arrays[f"mask:{name}(x)"] = np.asarray(saliency_mask(fns, name, x, CLEAN, cache))
+            mask = saliency_mask(fns, name, x_adv, adv_key, cache)
+            arrays[f"mask:{name}(x*)"] = np.asarray(mask)
     return {name: array[keep] for name, array in arrays.items()}

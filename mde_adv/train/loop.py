@@ -46,13 +46,14 @@ def task_spec(config: ml_collections.ConfigDict, task: str, steps_per_epoch: int
         task=task,
         model=trained,
         depth_model=depth_model,
-        tx=optimizer.adam_coupled_l2(tcfg, steps_per_epoch),
+        tx=optimizer.adam_coupled_l2(tcfg, steps_per_epoch, total_steps(tcfg, steps_per_epoch)),
         sparsity_weight=float(tcfg.get("sparsity_weight", 0.0)),
         saliency_target=tcfg.get("saliency_target", "ground_truth"),
         attack=train_attack_config(config) if adversarial else None,
         p_adversarial=float(config.train_attack.p_adversarial),
         eps_range=tuple(config.train_attack.eps_range),
         steps_range=tuple(config.train_attack.steps_range),
+        sampler=config.train_attack.get("sampler", "bernoulli"),
     )
 
 

@@ -26,6 +26,11 @@ from mde_adv import attacks, losses
 
 TASKS = ("depth", "depth_adv", "saliency", "saliency_adv")
 SALIENCY_TARGETS = ("depth_net", "ground_truth")
+# Algorithm 1's coin: 'bernoulli' (the paper: each example adversarial with probability
+# p_adversarial, independently) or 'paired' (examples 2j and 2j+1 share a coin that makes
+# exactly one of them adversarial: the same probability 1/2 for every example, B/2 attacked
+# per batch, so the attack runs on half of the batch, about half of an adversarial step's cost)
+SAMPLERS = ("bernoulli", "paired")
 
 
 @flax.struct.dataclass
@@ -48,6 +53,8 @@ class TaskSpec:
     sparsity_weight: λ of Eq. 4/5. saliency_target: "depth_net" (ICCV) or "ground_truth".
     attack: the attack of Algorithm 1 (IFGSM, α = 1, ℓ1 loss, ε space) for adversarial tasks.
     p_adversarial: probability that an example is replaced by its adversarial version.
+    sampler: how the examples to replace are drawn (SAMPLERS; 'paired' needs p_adversarial 0.5
+      and an even batch on every device).
     """
 
     task: str
@@ -60,6 +67,7 @@ class TaskSpec:
     p_adversarial: float = 0.5
     eps_range: tuple[float, float] = (0.01, 0.3)
     steps_range: tuple[int, int] = (1, 10)
+    sampler: str = "bernoulli"
 
     def __post_init__(self):
         if self.task not in TASKS:
@@ -70,6 +78,13 @@ class TaskSpec:
             )
         if self.task.endswith("_adv") and self.attack is None:
             raise ValueError(f"task {self.task!r} needs an attack config")
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"unknown sampler {self.sampler!r}; expected one of {SAMPLERS}")
+        if self.sampler == "paired" and self.p_adversarial != 0.5:
+            raise ValueError(
+                f"sampler 'paired' makes one example of each pair adversarial (p = 0.5), "
+                f"got p_adversarial={self.p_adversarial}"
+            )
 
     @property
     def adversarial(self) -> bool:
@@ -101,7 +116,8 @@ def algorithm1_draws(
     spec: TaskSpec, step_key: jax.Array, batch_size: int, first_index: jax.Array | int = 0
 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
     """Algorithm 1, lines 4–7, for a batch: (is_adv bool[B], eps f32[B], steps int32[B],
-    attack keys [B]); example i's draws depend only on step_key and first_index + i."""
+    attack keys [B]); example i's draws depend only on step_key and first_index + i (with the
+    'paired' sampler, example 2j+1's coin is example 2j's: is_adv[2j+1] = not is_adv[2j])."""
     keys = attacks.example_keys(step_key, batch_size, first_index)
     split = jax.vmap(jax.random.split)(keys)
     sample_keys, attack_keys = split[:, 0], split[:, 1]
@@ -111,6 +127,13 @@ def algorithm1_draws(
         eps_range=spec.eps_range,
         steps_range=spec.steps_range,
     )
+    if spec.sampler == "paired":
+        if batch_size % 2:
+            raise ValueError(
+                f"sampler 'paired' needs an even batch on every device, got {batch_size}"
+            )
+        first = is_adv[0::2]
+        is_adv = jnp.stack([first, ~first], axis=1).reshape(batch_size)
     return is_adv, eps, steps, attack_keys
 
 
@@ -124,9 +147,22 @@ def adversarial_inputs(
 ) -> tuple[jax.Array, jax.Array]:
     """Algorithm 1, lines 4–16, per example: x' = IFGSM(x; ε, T) if the coin says so, else x.
 
-    Returns x' [B,H,W,3] (normalised space) and the per-example adversarial flags [B].
+    Returns x' [B,H,W,3] (normalised space) and the per-example adversarial flags [B]. With the
+    'paired' sampler only the B/2 adversarial examples are attacked (same x' otherwise).
     """
     is_adv, eps, steps, attack_keys = algorithm1_draws(spec, step_key, x.shape[0], first_index)
+    if spec.sampler == "paired":
+        chosen = jnp.flatnonzero(is_adv, size=x.shape[0] // 2)  # one of each pair
+        x_star = attacks.attack_traced(
+            predict_fn,
+            x[chosen],
+            depth[chosen],
+            eps=eps[chosen],
+            steps=steps[chosen],
+            keys=attack_keys[chosen],
+            config=spec.attack,
+        )
+        return jnp.asarray(x).at[chosen].set(x_star), is_adv
     # clean examples get T = 0: the attack loop then runs only as long as the adversarial ones
     steps = jnp.where(is_adv, steps, 0)
     x_star = attacks.attack_traced(

@@ -17,7 +17,13 @@ from configs import default
 
 def get_config():
     c = default.get_config()
-    c.stages = ("data", "train_depth", "train_saliency")
+    c.stages = (
+        "data",
+        "train_depth",
+        "train_saliency",
+        "train_saliency_drn_d_38",
+        "train_saliency_drn_d_54",
+    )
     c.data.pipeline.name = "procedural_rooms/small"  # 240×320 renders, 640 train / 100 test
     for name in c.networks:  # trained here from a random initialisation
         c.networks[name] = ""

@@ -19,6 +19,8 @@ def get_config():
     for name in c.networks:
         c.networks[name] = ""
         c.init[name] = ""
+    # Table 4's G_adv from scratch: the G of their encoders train by the same code as G
+    c.stages = tuple(s for s in c.stages if not s.startswith("train_saliency_drn_d_"))
     c.train_attack.t_max = 3
     c.train_attack.steps_range = (1, 3)
     for task in c.train:

@@ -31,7 +31,9 @@ from mde_adv.evaluation.config import default_eval_config
 from mde_adv.evaluation.methods import NETWORK_NAMES, Networks, network_functions
 from mde_adv.evaluation.plan import AttackGroup, figure_group, plan
 
-__all__ = ["default_eval_config", "run"]
+__all__ = ["EVALUATED_NETWORKS", "default_eval_config", "run"]
+
+EVALUATED_NETWORKS = NETWORK_NAMES  # the networks the tables and figures can use
 
 Batch = Mapping[str, np.ndarray]
 

@@ -26,6 +26,9 @@ from mde_adv.train import loop, parallel, precise_bn
 TRAIN_STAGES = {
     "train_depth": ("depth", "N", "depth", None, None),
     "train_saliency": ("saliency", "G", "saliency", "N", None),
+    # Table 4's G with deeper DRN-D encoders, trained like G (the starts of their G_adv).
+    "train_saliency_drn_d_38": ("saliency", "G_drn_d_38", "saliency", "N", "drn_d_38"),
+    "train_saliency_drn_d_54": ("saliency", "G_drn_d_54", "saliency", "N", "drn_d_54"),
     "train_saliency_adv": ("saliency_adv", "G_adv", "saliency", "N", None),
     "train_depth_adv": ("depth_adv", "N_adv", "depth", None, None),
     # Table 4: G_adv with deeper DRN-D encoders.
@@ -105,7 +108,8 @@ def network(config: ml_collections.ConfigDict, kind: str) -> models.DepthNet | m
 
 def stage_config(config: ml_collections.ConfigDict, stage: str) -> ml_collections.ConfigDict:
     """The config a network's stage runs with: Table 4's stages swap G's encoder and apply
-    `config.table4_train` (e.g. a shorter schedule) to the saliency_adv training settings."""
+    `config.table4_train` (e.g. a shorter schedule; empty: the schedule of G or G_adv) to the
+    stage's training settings."""
     task, encoder = TRAIN_STAGES[stage][0], TRAIN_STAGES[stage][4]
     if encoder is None:
         return config
@@ -318,7 +322,11 @@ def evaluate_stage(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> 
     """The paper's tables and figures (and ours) on the test split: per-image results,
     CSV and JSON under `<workdir>/evaluate`."""
     dc = data_config(config, workdir, config.eval.batch_size)
-    networks = available_networks(config, workdir, dc.crop_hw)
+    networks = {
+        name: pair
+        for name, pair in available_networks(config, workdir, dc.crop_hw).items()
+        if name in evaluate.EVALUATED_NETWORKS  # not the starts of Table 4's G_adv
+    }
     result = evaluate.run(
         config.eval, networks, lambda: pipeline.eval_batches(dc), workdir / "evaluate"
     )

@@ -89,12 +89,16 @@ def _check_same_config(eval_config: ml_collections.ConfigDict, info: Mapping, pa
         )
 
 
-def _format(value: Any) -> str:
+def _format(value: Any, digits: int = 3) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
     if isinstance(value, int):
         return str(value)
-    return f"{value:.3f}"
+    return f"{value:.{digits}f}"
+
+
+def _seconds(value: Any) -> str:
+    return _format(None if value is None else float(value), 1)
 
 
 def _describe_checkpoints(checkpoints: Any) -> str:
@@ -272,11 +276,12 @@ def _premises_section(summary: Sequence[Mapping]) -> list[str]:
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",
-        "Masks: mean value and share of pixels above 0.5, on the clean x and under the attack "
-        "x* = Adv(x; N) named in the last column:",
+        "Masks: mean value, share of pixels above 0.5 and within-image standard deviation "
+        "(0: a uniform mask), on the clean x and under the attack x* = Adv(x; N) named in the "
+        "last column:",
         "",
-        "| mask | mean (x) | >0.5 (x) | mean (x*) | >0.5 (x*) | x* from |",
-        "|---|---|---|---|---|---|",
+        "| mask | mean (x) | >0.5 (x) | std (x) | mean (x*) | >0.5 (x*) | std (x*) | x* from |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for net in findings.MASK_PREMISES:
         clean, others = findings.mask_rows(lookup, net)
@@ -286,11 +291,8 @@ def _premises_section(summary: Sequence[Mapping]) -> list[str]:
         attacked.sort(key=lambda r: (abs(r["eps"] - HEADLINE_EPS), -r["steps"]))
         cells = [net]
         for chosen in (clean[:1], attacked[:1]):
-            cells += (
-                [_format(chosen[0]["mask_mean"]), _format(chosen[0]["mask_above_half"])]
-                if (chosen)
-                else ["n/a", "n/a"]
-            )
+            names = ("mask_mean", "mask_above_half", "mask_spread")
+            cells += [_format(chosen[0].get(k)) if chosen else "n/a" for k in names]
         origin = attacked[0] if attacked else None
         cells.append(
             f"{origin['table']}, {origin['attack']} T={origin['steps']}, {origin['setting']}"
@@ -313,8 +315,8 @@ def _stage_times_section(stage_times: Sequence[Mapping]) -> list[str]:
         "|---|---|---|---|---|",
     ]
     for stage in stage_times:
-        cells = [stage["stage"], _format(stage.get("seconds"))]
-        cells += [_format(stage.get("compile_seconds")), _format(stage.get("compute_seconds"))]
+        cells = [stage["stage"], _seconds(stage.get("seconds"))]
+        cells += [_seconds(stage.get("compile_seconds")), _seconds(stage.get("compute_seconds"))]
         cells.append(stage.get("notes", ""))
         lines.append("| " + " | ".join(cells) + " |")
     total = sum(float(s.get("seconds") or 0) for s in stage_times)
@@ -336,8 +338,8 @@ def _section_times(stage: str, sections: Mapping[str, Mapping]) -> list[str]:
     ]
     for name, t in sorted(sections.items(), key=lambda item: -item[1]["compute_seconds"]):
         wall = t["compile_seconds"] + t["compute_seconds"]
-        cells = [name, _format(wall), _format(t["first_batch_seconds"])]
-        cells += [_format(t["compile_seconds"]), _format(t["compute_seconds"])]
+        cells = [name, _seconds(wall), _seconds(t["first_batch_seconds"])]
+        cells += [_seconds(t["compile_seconds"]), _seconds(t["compute_seconds"])]
         lines.append("| " + " | ".join(cells) + " |")
     return [*lines, ""]
 

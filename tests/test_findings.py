@@ -21,9 +21,10 @@ def synthetic_summary(
     prior=1.27,
     constant=1.42,
     baselines=True,
+    mask_spread=0.1,
 ):
     """Rows of Table 1/2, Fig. 4 and the defence-aware section with one network each."""
-    g = dict(mask_mean=mask_mean, mask_above_half=mask_mean)
+    g = dict(mask_mean=mask_mean, mask_above_half=mask_mean, mask_spread=mask_spread)
     g_adv = dict(mask_mean=0.3, mask_above_half=0.3)
     rows = [
         _row("table1", "ε=0", "N(x*)", 0.0, n_clean),
@@ -84,6 +85,15 @@ def test_an_all_zero_mask_makes_its_findings_not_assessable():
     assert "not assessable" in _line(lines, "FGSM: G_adv(x*) better than G(x*)")
     # a finding about G_adv alone still gets its verdict
     assert "not assessable" not in _line(lines, "IFGSM: the G_adv(x*) mask defends")
+
+
+def test_a_uniform_mask_is_degenerate():
+    """A mask that is the same at every pixel (it dims the input, selects nothing) gives its
+    findings "not assessable", however good N(x⊗G(x)) is."""
+    lines = findings.derive(synthetic_summary(mask_mean=0.35, mask_spread=0.001))
+    oracle = _line(lines, "FGSM: the G(x) mask (oracle) defends")
+    assert "not assessable" in oracle and "uniform" in oracle
+    assert "holds" in _line(findings.premise_lines(synthetic_summary()), "G:")
 
 
 def test_a_mask_no_better_than_the_constant_is_degenerate():

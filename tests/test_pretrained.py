@@ -33,27 +33,30 @@ def test_record_names_the_config_that_trains_the_networks(record):
 
 def test_recorded_clean_scores_are_recomputed(record):
     depth_model = models.depth_net(record["depth_net"])
-    saliency_model = models.saliency_net(record["saliency_net"])
     n, _ = variables_io.load_variables(pretrained.path("N"))
-    g, _ = variables_io.load_variables(pretrained.path("G"))
     sizes = record["sizes"]
     from mde_adv.data.transforms import TransformSizes
 
     crop = tuple(sizes["crop_hw"])
     transform = TransformSizes(tuple(sizes["resize_hw"]), crop, (crop[0] // 2, crop[1] // 2))
     x, y = pretrained.record_images(*record["render_hw"], transform, record["record_images"])
-    scores = pretrained.clean_scores(depth_model, n, saliency_model, g, x, y)
+    assert record["networks"] == list(pretrained.NAMES)  # N, G and Table 4's G are shipped
     recorded = record["record_scores"]
-    for name in ("N(x)", "N(x⊗G(x))", "constant", "per-pixel mean map"):
-        for metric in ("rmse", "rel", "delta1"):
-            np.testing.assert_allclose(
-                scores[name][metric], recorded[name][metric], rtol=1e-3, err_msg=f"{name} {metric}"
-            )
-    for name in ("G(x) mask mean", "G(x) mask above 0.5"):
-        np.testing.assert_allclose(scores[name], recorded[name], rtol=1e-3, atol=1e-4)
-    # what the shipped networks are for: N beats the layout prior, G's mask is real
-    assert scores["N(x)"]["rmse"] < 0.8 * scores["per-pixel mean map"]["rmse"]
-    assert 0.02 <= scores["G(x) mask mean"] <= 0.6
+    for name in pretrained.SALIENCY_ENCODERS:
+        config = pretrained.saliency_config(record["saliency_net"], name)
+        g, _ = variables_io.load_variables(pretrained.path(name))
+        scores = pretrained.clean_scores(depth_model, n, models.saliency_net(config), g, x, y, name)
+        for key in ("N(x)", f"N(x⊗{name}(x))", "constant", "per-pixel mean map"):
+            for metric in ("rmse", "rel", "delta1"):
+                np.testing.assert_allclose(
+                    scores[key][metric], recorded[key][metric], rtol=1e-3, err_msg=f"{key} {metric}"
+                )
+        for key in (f"{name}(x) mask mean", f"{name}(x) mask above 0.5"):
+            np.testing.assert_allclose(scores[key], recorded[key], rtol=1e-3, atol=1e-4)
+        # what the shipped networks are for: N beats the layout prior, the masks are real
+        assert scores["N(x)"]["rmse"] < 0.8 * scores["per-pixel mean map"]["rmse"]
+        assert 0.02 <= scores[f"{name}(x) mask mean"] <= 0.6, name
+        assert scores[f"N(x⊗{name}(x))"]["rmse"] < scores["constant"]["rmse"], name
 
 
 def test_unknown_network_names_are_refused():

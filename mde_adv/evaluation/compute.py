@@ -216,12 +216,14 @@ def method_output(
 
 
 def mask_statistics(mask: jax.Array) -> dict[str, jax.Array]:
-    """Per-image f32[B] of a mask f32[B,H,W,1]: 'mask_mean' and 'mask_above_half' (the share
-    of pixels above 0.5)."""
+    """Per-image f32[B] of a mask f32[B,H,W,1]: 'mask_mean', 'mask_above_half' (the share
+    of pixels above 0.5) and 'mask_spread' (the standard deviation over the image's pixels: 0
+    for a uniform mask, which dims the input instead of selecting pixels)."""
     axes = (1, 2, 3)
     return {
         "mask_mean": jnp.mean(mask, axis=axes),
         "mask_above_half": jnp.mean((mask > 0.5).astype(jnp.float32), axis=axes),
+        "mask_spread": jnp.std(mask, axis=axes),
     }
 
 

@@ -8,10 +8,11 @@ that the attack causes on N, i.e. (RMSE N(x*) − RMSE M(x*)) / (RMSE N(x*) − 
 
 Premises (`premises`): a finding about N needs N to beat the room-layout prior (the per-pixel
 mean map of the baselines) by the material margin; one about a mask needs that mask to be
-real (mean value in [MASK_MIN, MASK_MAX], and N(x⊗G(x)) materially better than the constant
-baseline); one about a defence needs the attack to raise N's RMSE materially. A finding whose
-premise fails, or cannot be checked, reads "not assessable (reason)" instead of a verdict;
-every verdict names the premises it stands on.
+real (mean value in [MASK_MIN, MASK_MAX], not uniform: a mean within-image standard deviation
+of at least MASK_MIN_SPREAD, and N(x⊗G(x)) materially better than the constant baseline);
+one about a defence needs the attack to raise N's RMSE materially. A finding whose premise fails,
+or cannot be checked, reads "not assessable (reason)" instead of a verdict; every verdict names
+the premises it stands on.
 """
 
 import dataclasses
@@ -24,6 +25,7 @@ from mde_adv.paper_numbers import PAPER
 RECOVERY_THRESHOLD = 0.5
 MATERIAL = 0.05
 MASK_MIN, MASK_MAX = 0.01, 0.99
+MASK_MIN_SPREAD = 0.01  # a mask whose pixels differ by less selects nothing: it only dims
 DEPTH_PREMISES = ("N", "N_adv")
 MASK_PREMISES = ("G", "G_adv", "G_adv_drn_d_38", "G_adv_drn_d_54")
 
@@ -133,6 +135,13 @@ def _mask_premise(lookup: Lookup, net: str) -> Premise:
     reasons, holds = [f"{net}'s mask mean {mean:.3f}{where}"], MASK_MIN <= mean <= MASK_MAX
     if not holds:
         reasons[0] += f" (degenerate: outside [{MASK_MIN}, {MASK_MAX}])"
+    spreads = [r["mask_spread"] for r in rows if "mask_spread" in r]
+    if spreads:
+        spread = sum(spreads) / len(spreads)
+        reasons[0] += f", within-image std {spread:.3f}"
+        if spread < MASK_MIN_SPREAD:
+            holds = False
+            reasons[0] += f" (degenerate: uniform, below {MASK_MIN_SPREAD})"
     masked = [r["rmse"] for r in rows if r["eps"] == 0 and math.isfinite(r.get("rmse", math.nan))]
     constant = _baseline(lookup, "constant")
     if masked and constant is not None:

@@ -1,5 +1,6 @@
-"""Copies the N and G a configs/default_networks.py run trained into the package, with their
-record: `python -m mde_adv.pretrained --workdir runs/default_networks [--out DIR]`.
+"""Copies the N and G (and Table 4's G) a configs/default_networks.py run trained into the
+package, with their record:
+`python -m mde_adv.pretrained --workdir runs/default_networks [--out DIR]`.
 
 The record (record.json) states the config, the training stages' steps and times, the clean
 scores on the whole test split (from the run's learning curve) and on the first
@@ -32,29 +33,39 @@ def _last_test_scores(workdir: pathlib.Path, stage: str, done: dict) -> dict:
 
 
 def export(workdir: pathlib.Path, out: pathlib.Path) -> dict:
-    """Checks and copies workdir/networks/{N,G} to out/{N,G} and writes out/record.json."""
+    """Checks and copies workdir/networks/<name> of N, G and the Table 4 G the run trained
+    (pretrained.NAMES) to out/<name> and writes out/record.json (its 'networks')."""
     config_file = workdir / "config.json"
     if not config_file.is_file():
         raise FileNotFoundError(f"{config_file} missing: is {workdir} a main-job workdir?")
     config = json.loads(config_file.read_text())
     done = {}
-    for stage in ("data", "train_depth", "train_saliency"):
+    # N and G, and Table 4's G where the run trained them (configs/default_networks.py does)
+    stages = {
+        name: f"train_saliency{_suffix(name)}"
+        for name in pretrained.SALIENCY_ENCODERS
+        if name == "G" or (workdir / f"train_saliency{_suffix(name)}").exists()
+    }
+    names = ("N", *stages)
+    for stage in ("data", "train_depth", *stages.values()):
         marker = workdir / stage / "DONE.json"
         if not marker.is_file():
             raise FileNotFoundError(f"{marker} missing: stage {stage} has not finished")
         done[stage] = json.loads(marker.read_text())
     depth_model = models.depth_net(config["depth_net"])
-    saliency_model = models.saliency_net(config["saliency_net"])
     variables = {}
-    for name in pretrained.NAMES:
+    for name in names:
         variables[name], _ = variables_io.load_variables(workdir / "networks" / name)
     data = config["data"]["pipeline"]
     height, width = _render_size(data["name"])
     sizes = _sizes(data)
     x, y = pretrained.record_images(height, width, sizes)
-    scores = pretrained.clean_scores(
-        depth_model, variables["N"], saliency_model, variables["G"], x, y
-    )
+    scores = {}
+    for name in stages:
+        model = models.saliency_net(pretrained.saliency_config(config["saliency_net"], name))
+        scores.update(
+            pretrained.clean_scores(depth_model, variables["N"], model, variables[name], x, y, name)
+        )
     record = {
         "config": "configs/default_networks.py",
         "command": "python -m mde_adv.main --config configs/default_networks.py "
@@ -68,14 +79,18 @@ def export(workdir: pathlib.Path, out: pathlib.Path) -> dict:
         "train": {s: {k: done[s].get(k) for k in ("steps", "seconds", "timing")} for s in done},
         "test_split_scores": {
             "N": _last_test_scores(workdir, "train_depth", done["train_depth"]),
-            "G": _last_test_scores(workdir, "train_saliency", done["train_saliency"]),
+            **{
+                name: _last_test_scores(workdir, stage, done[stage])
+                for name, stage in stages.items()
+            },
         },
+        "networks": list(names),
         "record_images": pretrained.RECORD_IMAGES,
         "record_scores": scores,
         "jax": jax.__version__,
     }
     out.mkdir(parents=True, exist_ok=True)
-    for name in pretrained.NAMES:
+    for name in names:
         tmp = out / f".{name}.tmp{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.copytree(workdir / "networks" / name, tmp)
@@ -85,6 +100,11 @@ def export(workdir: pathlib.Path, out: pathlib.Path) -> dict:
     tmp.write_text(json.dumps(record, indent=1, ensure_ascii=False))
     os.replace(tmp, out / pretrained.RECORD_FILE)
     return record
+
+
+def _suffix(name: str) -> str:
+    """'' for G, '_drn_d_38' for G_drn_d_38: the suffix of the network's training stage."""
+    return name.removeprefix("G")
 
 
 def _render_size(name: str) -> tuple[int, int]:

@@ -20,7 +20,10 @@ def get_config():
         c.networks[name] = ""
         c.init[name] = ""
     # Table 4's G_adv from scratch: the G of their encoders train by the same code as G
-    c.stages = tuple(s for s in c.stages if not s.startswith("train_saliency_drn_d_"))
+    # and no robustness card (tests/test_experiment.py runs it on the smoke workdir)
+    c.stages = tuple(
+        s for s in c.stages if not s.startswith("train_saliency_drn_d_") and s != "robustness"
+    )
     c.train_attack.t_max = 3
     c.train_attack.steps_range = (1, 3)
     for task in c.train:
@@ -29,6 +32,7 @@ def get_config():
         c.train[task].log_every = 2
         c.train[task].checkpoint_every = 2
     c.train.depth.eval_every = 2  # the learning-curve hook
+    c.train.depth.warmup_epochs = 1 / 16  # one of the 4 steps (16 steps per epoch here)
     c.train.depth.precise_bn_batches = 2  # the precise-BN hook (configs/default.py: 160)
     c.train.saliency.eval_every = 2
     c.eval.max_images = 4
@@ -49,4 +53,13 @@ def get_config():
     ):
         c.eval[section].steps = 2
     c.eval.fig6_7.images = 2
+    # the card at this size (run by tests/test_experiment.py as a stage of the smoke workdir)
+    c.robustness.subjects = ("N(x)", "N(x⊗G_adv(x))")
+    c.robustness.threat_models = (dict(norm="linf", space="normalised", eps=(0.1,)),)
+    c.robustness.max_images = 4
+    c.robustness.batch_size = 4
+    c.robustness.apgd.update(steps=2, restarts=1)
+    c.robustness.square.steps = 3
+    c.robustness.ifgsm.steps = 2
+    c.robustness.diagnostics.steps = (1,)
     return c

@@ -50,6 +50,9 @@ def stage_inputs(config: ml_collections.ConfigDict, stage: str) -> list[str]:
     """The stages whose output `stage` reads (networks given in config.networks excepted)."""
     if stage == "report":
         return ["evaluate"]
+    if stage == "robustness":
+        trained = [name for name in NETWORKS if not given_network(config, name)]
+        return ["data", *(_stage_of(name) for name in trained)]
     if stage in TRAIN_STAGES:
         frozen = TRAIN_STAGES[stage][3]
         needed = [frozen] if frozen and not given_network(config, frozen) else []
@@ -346,6 +349,9 @@ def report_stage(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> di
         "training starts from": starts or "random initialisation (every trained network)",
         "stage_times": stage_times(workdir),
     }
+    card = workdir / robustness.stage.OUT_DIR / "card.json"
+    if stage_done(workdir, "robustness") is not None and card.is_file():
+        context["robustness_card"] = json.loads(card.read_text())
     path = workdir / "report.md"
     if jax.process_index() == 0:  # one writer of the report and its figures
         report.write(config.eval, workdir / "evaluate", path, context)
@@ -357,7 +363,7 @@ def stage_times(workdir: pathlib.Path) -> list[dict]:
     training stage's compile time is its first step's wall time (which compiles the step)
     minus a typical step's; the evaluation's its first batch's minus a typical batch's."""
     times = []
-    for stage in STAGES:
+    for stage in (*STAGES, *OPTIONAL_STAGES):
         done = stage_done(workdir, stage)
         if done is None:
             continue

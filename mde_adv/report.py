@@ -10,6 +10,7 @@ mapping name → path) and any other entries (printed in the report's header).
 
 import json
 import math
+import os
 import pathlib
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -242,7 +243,7 @@ def _header(context: Mapping, info: Mapping, results_dir: pathlib.Path) -> list[
         f"| checkpoints | {_describe_checkpoints(context['checkpoints'])} |",
     ]
     for name, value in context.items():
-        if name not in ("dataset", "checkpoints", "stage_times"):
+        if name not in ("dataset", "checkpoints", "stage_times", "robustness_card"):
             lines.append(f"| {name} | {value} |")
     return [*lines, ""]
 
@@ -344,6 +345,63 @@ def _section_times(stage: str, sections: Mapping[str, Mapping]) -> list[str]:
     return [*lines, ""]
 
 
+ADAPTIVE_TITLE = "Adaptive evaluation of the defence (robustness card)"
+
+
+def _card_result(subject: Mapping, threat: str, eps: float, attack_set: str) -> Mapping | None:
+    return next(
+        (
+            r
+            for r in subject["results"]
+            if r["threat_model"] == threat and r["eps"] == eps and r["attack_set"] == attack_set
+        ),
+        None,
+    )
+
+
+def _adaptive_section(card: Mapping) -> list[str]:
+    """The paper's attack beside the per-image worst case over the card's ensemble, end to
+    end, for every subject of `card` (robustness/card.json), with the attack that won most
+    images and the diagnostic flags; for a defence also the undefended N's worst case."""
+    conventions = card["conventions"]
+    attacks_used = conventions["attacks"]
+    lines = [
+        f"## {ADAPTIVE_TITLE}",
+        "",
+        "The paper evaluates a defence with x* = Adv(x; N): IFGSM through the undefended N, a "
+        "transfer attack. The card (`robustness/card.md`) attacks every function end to end "
+        f"with IFGSM-{attacks_used['ifgsm']['steps']} (α = {attacks_used['ifgsm']['alpha']:g}), "
+        f"APGD-{attacks_used['apgd']['steps']} with {attacks_used['apgd']['restarts']} "
+        f"restarts, a {attacks_used['square']['steps']}-query square search (gradient-free) "
+        "and, for a defence, IFGSM and APGD transferred from N, and keeps each image's worst "
+        f"case by {conventions['criterion']} ({conventions['images']} images, loss "
+        f"{conventions['loss']}).",
+        "",
+        "| subject | threat model | ε | clean RMSE | paper's attack | worst case | ×paper "
+        "| undefended N, worst case | won most images | flags |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    undefended = card["subjects"].get("N(x)")
+    for label, subject in card["subjects"].items():
+        flags = ", ".join(subject.get("flagged", [])) or "none"
+        for key, wins in subject["win_counts"].items():
+            threat, eps_text = key.rsplit(" ε=", 1)
+            eps = float(eps_text)
+            paper = _card_result(subject, threat, eps, "paper")
+            worst = _card_result(subject, threat, eps, "ensemble")
+            if worst is None:
+                continue
+            base = undefended and subject.get("defence")
+            base_worst = _card_result(undefended, threat, eps, "ensemble") if base else None
+            ratio = worst["rmse"] / paper["rmse"] if paper else math.nan
+            cells = [label, threat, f"{eps:g}", _format(subject["clean"]["rmse"])]
+            cells += [_format(paper["rmse"] if paper else None), _format(worst["rmse"])]
+            cells += [_format(ratio, 2), _format(base_worst["rmse"] if base_worst else None)]
+            cells += [max(wins, key=wins.get), flags]
+            lines.append("| " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
 def write(
     eval_config: ml_collections.ConfigDict,
     results_dir: str | pathlib.Path,
@@ -367,7 +425,11 @@ def write(
     lines += _premises_section(summary)
     lines += ["## Summary: which findings hold on this run", ""]
     lines += [f"- {line}" for line in findings.derive(summary)] + [""]
+    if context.get("robustness_card"):
+        lines += _adaptive_section(context["robustness_card"])
     for table in (t for t in TABLES if t in eval_config.tables):
         lines += _section(table, summary, info, context, report_path.parent, figure_arrays)
-    report_path.write_text("\n".join(lines), encoding="utf-8")
+    tmp = report_path.with_name(f".{report_path.name}.tmp{os.getpid()}")
+    tmp.write_text("\n".join(lines), encoding="utf-8")
+    os.replace(tmp, report_path)  # a crash leaves the previous report, never half of one
     return report_path

@@ -20,6 +20,7 @@ import ml_collections
 
 from mde_adv import variables_io
 from mde_adv.evaluation.config import check_eval_config
+from mde_adv.robustness.config import check_robustness_config
 from mde_adv.train.steps import SAMPLERS
 
 CONFIG_FILE = "config.json"
@@ -150,6 +151,11 @@ def check_config(
                 "finished: the evaluation needs N (give a checkpoint, e.g. "
                 "--config.networks.N=ckpt/N)"
             )
+    if "robustness" in stages and config.get("robustness") is not None:
+        try:
+            check_robustness_config(config.robustness)
+        except (ValueError, KeyError, AttributeError, TypeError) as error:
+            raise RunConfigError(f"config.robustness: {error}") from None
     if "evaluate" in stages or "report" in stages:
         try:
             check_eval_config(config.eval)

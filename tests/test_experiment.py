@@ -10,6 +10,9 @@ import pytest
 from configs import smoke
 from mde_adv import experiment
 
+# every test here reads the one smoke run: xdist keeps them on one worker (--dist loadgroup)
+pytestmark = pytest.mark.xdist_group("smoke_run")
+
 # the smoke study's stages (all but the Table 4 G of deeper encoders, which it does not train)
 SMOKE_STAGES = smoke.get_config().stages
 
@@ -133,3 +136,31 @@ def test_trained_networks_export_with_a_record_the_tests_can_recompute(smoke_run
     after = experiment.stage_done(workdir, "train_depth")["precise_bn"]["test_after"]
     assert record["test_split_scores"]["N"]["test_rmse"] == after["rmse"]
     assert record["test_split_scores"]["N"]["precise_bn_batches"] == 2
+
+
+def test_robustness_stage_writes_the_card_and_the_reports_adaptive_section(smoke_run, tmp_path):
+    """The card as a stage of the main job on a finished run (configs/default.py runs it
+    before the report): card files, its marker, its stage time and the report's section."""
+    import shutil
+
+    from mde_adv import report
+
+    workdir = tmp_path / "run"
+    shutil.copytree(smoke_run[0], workdir)
+    shutil.rmtree(workdir / "report")  # the report is written again, with the card
+    config = smoke.get_config()
+    config.stages = ("robustness", "report")
+    experiment.run(config, workdir)
+    card = json.loads((workdir / "robustness" / "card.json").read_text())
+    assert set(card["subjects"]) == {"N(x)", "N(x⊗G_adv(x))"}
+    assert card["conventions"]["images"] == 4
+    assert "robustness" in {t["stage"] for t in experiment.stage_times(workdir)}
+    text = (workdir / "report.md").read_text(encoding="utf-8")
+    section = text.split(f"## {report.ADAPTIVE_TITLE}", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| N(")]
+    assert len(rows) == 2, section  # one per subject at the one ε
+    defended = next(r for r in rows if r.startswith("| N(x⊗G_adv(x))"))
+    cells = [c.strip() for c in defended.strip("|").split("|")]
+    worst, paper = float(cells[5]), float(cells[4])
+    assert worst >= paper - 1e-6  # the per-image worst case includes the paper's attack
+    assert cells[7] != "n/a"  # the undefended N's worst case beside it

@@ -80,15 +80,12 @@ def plot_depth_maps(arrays: Mapping[str, np.ndarray], path: pathlib.Path) -> pat
 
 def plot_saliency_maps(arrays: Mapping[str, np.ndarray], path: pathlib.Path) -> pathlib.Path:
     """Fig. 7: x, x* − x, G(x), G(x*), G_adv(x), G_adv(x*), |G(x) − G(x*)|,
-    |G_adv(x) − G_adv(x*)| (those the networks allow), one row per image."""
+    |G_adv(x) − G_adv(x*)| (those the networks allow), one row per image. Masks on the fixed
+    scale [0, 1] (a dim mask looks dim) with each panel's mean in its title; the differences
+    share one scale whose maximum the titles give."""
     nets = [k[5:-3] for k in arrays if k.startswith("mask:") and k.endswith("(x)")]
     masks = [f"mask:{n}({s})" for n in nets for s in ("x", "x*")]
     differences = {n: np.abs(arrays[f"mask:{n}(x)"] - arrays[f"mask:{n}(x*)"]) for n in nets}
-    mask_range = (
-        (min(arrays[k].min() for k in masks), max(arrays[k].max() for k in masks))
-        if masks
-        else (0, 1)
-    )
     difference_max = max((d.max() for d in differences.values()), default=1.0) or 1.0
     images = arrays["image"].shape[0]
     figure, axes = _grid(images, 2 + len(masks) + len(differences))
@@ -98,10 +95,10 @@ def plot_saliency_maps(arrays: Mapping[str, np.ndarray], path: pathlib.Path) -> 
         scale = 2 * np.abs(delta).max() or 1.0
         _show(axes[i, 1], np.clip(delta / scale + 0.5, 0, 1), "x* − x")
         for j, key in enumerate(masks, 2):
-            title = key.removeprefix("mask:")
-            _show(axes[i, j], arrays[key][i], title, vmin=mask_range[0], vmax=mask_range[1])
+            title = f"{key.removeprefix('mask:')} μ={arrays[key][i].mean():.2f}"
+            _show(axes[i, j], arrays[key][i], title, vmin=0.0, vmax=1.0)
         for j, (name, difference) in enumerate(differences.items(), 2 + len(masks)):
-            title = f"|{name}(x) − {name}(x*)|"
+            title = f"|{name}(x) − {name}(x*)| ≤{difference_max:.2f}"
             _show(axes[i, j], difference[i], title, vmin=0, vmax=difference_max, cmap="magma")
     figure.tight_layout()
     figure.savefig(path)

@@ -38,7 +38,7 @@ def _main(workdir: pathlib.Path, *flags: str) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # one worker holds the group: the run is made once
 def smoke_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("smoke")
     result = _main(workdir)

@@ -18,6 +18,7 @@ def tiny_config(mode: str = "pmap", batch_size: int = 4) -> ml_collections.Confi
         config.train[task].update(
             num_steps=2, batch_size=batch_size, log_every=1, checkpoint_every=1
         )
+        config.train[task].warmup_epochs = 0.0  # 1-step runs: N's cosine decay, no warm-up
     assert tuple(config.data.pipeline.crop_hw) == INPUT_HW
     return config
 

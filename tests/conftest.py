@@ -60,3 +60,24 @@ def nyu_samples() -> pathlib.Path:
 def torch_module():
     """The torch module, or a skip where the optional torch extra is not installed."""
     return pytest.importorskip("torch")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """`--dist loadgroup`'s grouping on pytest ≥ 9.2: pytest-xdist 3.8 appends '@<group>' to
+    `item._nodeid`, which pytest 9.2 no longer reads (the id lives in `item._id`), so the
+    tests of an xdist_group (those reading the one smoke run) would spread over the workers
+    and each would make the run again. Does what xdist means to, where it did not."""
+    if not getattr(config.option, "loadgroup", False):
+        return
+    for item in items:
+        groups = sorted(
+            {
+                str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+                for mark in item.iter_markers("xdist_group")
+            }
+        )
+        if groups and "@" not in item.nodeid and hasattr(item, "_id"):
+            from _pytest.nodeid import coerce_node_id
+
+            item._id = coerce_node_id(f"{item.nodeid}@{'_'.join(groups)}")

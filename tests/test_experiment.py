@@ -85,8 +85,9 @@ def test_smoke_run_logs_learning_curves_and_stage_times(smoke_run):
     assert times["evaluate"]["compile_seconds"] >= 0
     sections = times["evaluate"]["sections"]  # where the evaluation's time goes
     assert {"table2", "fig6_7"} <= set(sections)
+    rounding = 0.05 * (len(sections) + 1)  # every figure is rounded to 0.1 s
     assert sum(t["first_batch_seconds"] for t in sections.values()) <= (
-        experiment.stage_done(workdir, "evaluate")["timing"]["first_batch_seconds"] + 0.1
+        experiment.stage_done(workdir, "evaluate")["timing"]["first_batch_seconds"] + rounding
     )
     report = (workdir / "report.md").read_text(encoding="utf-8")
     for text in ("## Stage times", "## Premises", "per-pixel mean map", "| G_adv |", "| table2 |"):

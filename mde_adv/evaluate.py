@@ -13,7 +13,6 @@ per-image results of all processes and (process 0 only) writes to out_dir:
 """
 
 import json
-import pathlib
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NamedTuple
@@ -24,7 +23,7 @@ import numpy as np
 import tqdm
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from mde_adv import attacks
+from mde_adv import attacks, paths
 from mde_adv.evaluation import baselines, results
 from mde_adv.evaluation.compute import REQUESTS, attack_requests, evaluate_group, figure_arrays
 from mde_adv.evaluation.config import default_eval_config
@@ -227,7 +226,7 @@ def run(
     eval_config: ml_collections.ConfigDict,
     networks: Networks,
     batches_fn: Callable[[], Iterator[Batch]],
-    out_dir: str | pathlib.Path,
+    out_dir: paths.PathLike,
 ) -> dict[str, Any]:
     """Evaluates `networks` {'N', 'N_adv', 'G', 'G_adv', 'G_adv_drn_d_38', 'G_adv_drn_d_54':
     (flax model, variables)} (a missing one skips its rows) on the batches of `batches_fn()`
@@ -243,7 +242,7 @@ def run(
     collected = _evaluate_batches(eval_config, networks, batches_fn, groups, figures_attack)
     rows, images = _rows_of_all_processes(collected, int(eval_config.max_images))
     summary = results.aggregate(rows)
-    out_dir = pathlib.Path(out_dir)
+    out_dir = paths.as_path(out_dir)
     if jax.process_index() == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
         results.write_rows(rows, out_dir / results.PER_IMAGE_FILE)
@@ -257,9 +256,11 @@ def run(
             "figure_attack": None if figures_attack is None else _group_info(figures_attack),
             "timing": {**_timing(collected.seconds), "sections": _timing_by_section(collected)},
         }
-        (out_dir / results.RUN_INFO_FILE).write_text(json.dumps(info, indent=1))
         if collected.figures is not None:
-            np.savez_compressed(out_dir / results.FIGURES_FILE, **collected.figures)
+            with paths.atomic_open(out_dir / results.FIGURES_FILE, "wb") as file:
+                np.savez_compressed(file, **collected.figures)
+        # last: the report reads run_info.json first, so it finds the others complete
+        paths.write_text_atomic(out_dir / results.RUN_INFO_FILE, json.dumps(info, indent=1))
     return {
         "summary": summary,
         "images": images,

@@ -8,7 +8,6 @@ released N, imported with `python -m mde_adv.import_torch`) is used instead of t
 
 import json
 import os
-import pathlib
 import time
 
 import jax
@@ -17,7 +16,7 @@ import numpy as np
 from absl import logging
 from jax.experimental import multihost_utils
 
-from mde_adv import evaluate, models, report, robustness, run_checks, variables_io
+from mde_adv import evaluate, models, paths, report, robustness, run_checks, variables_io
 from mde_adv.data import pipeline
 from mde_adv.evaluation import clean
 from mde_adv.train import loop, parallel, precise_bn
@@ -41,7 +40,7 @@ STAGES = ("data", *TRAIN_STAGES, "evaluate", "report")
 OPTIONAL_STAGES = ("robustness",)
 
 
-def stage_done(workdir: pathlib.Path, stage: str) -> dict | None:
+def stage_done(workdir: paths.Path, stage: str) -> dict | None:
     """The summary a finished stage recorded, or None (RunConfigError on a corrupt marker)."""
     return run_checks.read_marker(workdir, stage)
 
@@ -63,19 +62,17 @@ def stage_inputs(config: ml_collections.ConfigDict, stage: str) -> list[str]:
     return ["data", *(_stage_of(name) for name in needed)]
 
 
-def mark_done(workdir: pathlib.Path, stage: str, summary: dict) -> None:
+def mark_done(workdir: paths.Path, stage: str, summary: dict) -> None:
     """Atomically records that `stage` finished (process 0 writes; a crash leaves no marker)."""
     if jax.process_index() != 0:
         return
     marker = workdir / stage / "DONE.json"
     marker.parent.mkdir(parents=True, exist_ok=True)
-    tmp = marker.with_name(f".DONE.json.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(summary, indent=2, default=str))
-    os.replace(tmp, marker)
+    paths.write_text_atomic(marker, json.dumps(summary, indent=2, default=str))
 
 
 def data_config(
-    config: ml_collections.ConfigDict, workdir: pathlib.Path, batch_size: int | None = None
+    config: ml_collections.ConfigDict, workdir: paths.Path, batch_size: int | None = None
 ) -> pipeline.DataConfig:
     """The pipeline's DataConfig from `config.data.pipeline`; data_dir defaults to
     `<workdir>/data`; `batch_size` (a task's or the evaluation's) replaces the global batch."""
@@ -86,7 +83,7 @@ def data_config(
     return pipeline.DataConfig.from_mapping(values)
 
 
-def build_data(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
+def build_data(config: ml_collections.ConfigDict, workdir: paths.Path) -> dict:
     """Prepares the TFDS dataset: renders the embedded one, reads NYU-v2's manual files from
     `config.data.manual_dir`, or checks a prepared dataset folder (`data.pipeline.name`)."""
     from mde_adv.data import builders
@@ -145,7 +142,7 @@ def initial_variables(
     return jax.device_get(models.init_variables(model, key, input_hw))
 
 
-def network_path(workdir: pathlib.Path, name: str) -> pathlib.Path:
+def network_path(workdir: paths.Path, name: str) -> paths.Path:
     return workdir / "networks" / name
 
 
@@ -155,18 +152,18 @@ def given_network(config: ml_collections.ConfigDict, name: str) -> str:
 
 
 def network_source(
-    config: ml_collections.ConfigDict, workdir: pathlib.Path, name: str
-) -> pathlib.Path | None:
+    config: ml_collections.ConfigDict, workdir: paths.Path, name: str
+) -> paths.Path | None:
     """Where a network's variables are: given by the config, or trained by a finished stage
     of this run; None when neither."""
     if given_network(config, name):
-        return pathlib.Path(given_network(config, name))
+        return paths.as_path(given_network(config, name))
     return network_path(workdir, name) if stage_done(workdir, _stage_of(name)) else None
 
 
 def load_network(
     config: ml_collections.ConfigDict,
-    workdir: pathlib.Path,
+    workdir: paths.Path,
     name: str,
     kind: str,
     input_hw: tuple[int, int],
@@ -182,7 +179,7 @@ def load_network(
     return variables
 
 
-def train_stage(config: ml_collections.ConfigDict, workdir: pathlib.Path, stage: str) -> dict:
+def train_stage(config: ml_collections.ConfigDict, workdir: paths.Path, stage: str) -> dict:
     """Trains one network (resuming from its checkpoints) and saves it with variables_io."""
     task, name, kind, frozen_name, _ = TRAIN_STAGES[stage]
     config = stage_config(config, stage)
@@ -236,7 +233,7 @@ def train_stage(config: ml_collections.ConfigDict, workdir: pathlib.Path, stage:
 
 
 def held_out_evaluator(
-    config: ml_collections.ConfigDict, workdir: pathlib.Path, kind: str, frozen: dict | None
+    config: ml_collections.ConfigDict, workdir: paths.Path, kind: str, frozen: dict | None
 ) -> clean.Evaluator:
     """Clean scores on the eval split (every process reads all of it) for the learning curve:
     N(x) for a depth network, N(x⊗G(x)) and G's mask statistics for a saliency network."""
@@ -262,7 +259,7 @@ def barrier(name: str) -> None:
         multihost_utils.sync_global_devices(f"mde_adv:{name}")
 
 
-def run_stage(config: ml_collections.ConfigDict, workdir: pathlib.Path, stage: str) -> dict:
+def run_stage(config: ml_collections.ConfigDict, workdir: paths.Path, stage: str) -> dict:
     """One stage's work on every process; the data stage builds on process 0 while the others
     wait, then opens what it built."""
     if stage == "data":
@@ -282,7 +279,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> None:
     runs on all of them, and each stage ends at a barrier once process 0 has written its
     marker, so the next stage finds the files of the last."""
     parallel.initialize_distributed(config)
-    workdir = pathlib.Path(workdir).absolute()
+    workdir = paths.as_path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     stages = tuple(config.get("stages", STAGES))
     finished = [stage for stage in STAGES if stage_done(workdir, stage) is not None]
@@ -291,7 +288,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> None:
     run_checks.check_same_settings(config, workdir, STAGES)
     barrier("checked")  # every process has read the workdir before process 0 writes to it
     if jax.process_index() == 0:
-        (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
+        paths.write_text_atomic(workdir / "config.json", config.to_json_best_effort(indent=2))
     for stage in stages:
         if agreed(stage_done(workdir, stage) is not None):
             logging.info("stage %s: already done (%s/DONE.json), skipping", stage, stage)
@@ -307,7 +304,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> None:
 
 
 def available_networks(
-    config: ml_collections.ConfigDict, workdir: pathlib.Path, input_hw: tuple[int, int]
+    config: ml_collections.ConfigDict, workdir: paths.Path, input_hw: tuple[int, int]
 ) -> dict[str, tuple]:
     """(model, variables) of every network the config gives or a finished stage trained."""
     networks = {}
@@ -321,7 +318,7 @@ def available_networks(
     return networks
 
 
-def evaluate_stage(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
+def evaluate_stage(config: ml_collections.ConfigDict, workdir: paths.Path) -> dict:
     """The paper's tables and figures (and ours) on the test split: per-image results,
     CSV and JSON under `<workdir>/evaluate`."""
     dc = data_config(config, workdir, config.eval.batch_size)
@@ -336,7 +333,7 @@ def evaluate_stage(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> 
     return {"networks": sorted(networks), "images": result["images"], "timing": result["timing"]}
 
 
-def report_stage(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict:
+def report_stage(config: ml_collections.ConfigDict, workdir: paths.Path) -> dict:
     """`<workdir>/report.md` (and its figures) from the saved evaluation results."""
     dc = data_config(config, workdir, config.eval.batch_size)
     sources = {name: network_source(config, workdir, name) for name in NETWORKS}
@@ -358,7 +355,7 @@ def report_stage(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> di
     return {"report": str(path)}
 
 
-def stage_times(workdir: pathlib.Path) -> list[dict]:
+def stage_times(workdir: paths.Path) -> list[dict]:
     """Wall, compile and compute seconds of every finished stage (from its DONE.json): a
     training stage's compile time is its first step's wall time (which compiles the step)
     minus a typical step's; the evaluation's its first batch's minus a typical batch's."""

@@ -8,16 +8,16 @@ what is stated above every table: 'dataset' and 'checkpoints' (required; a strin
 mapping name → path) and any other entries (printed in the report's header).
 """
 
+import io
 import json
 import math
-import os
-import pathlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import ml_collections
 import numpy as np
 
+from mde_adv import paths
 from mde_adv.evaluation import figures, findings, results
 from mde_adv.evaluation.config import TABLES, check_eval_config
 from mde_adv.paper_numbers import FIG4_POINTS, FIG5_POINTS, PAPER, PAPER_NOTES
@@ -70,7 +70,7 @@ def _check_context(context: Mapping[str, Any]) -> None:
             raise ValueError(f"report context lacks the field {field!r}")
 
 
-def _read_run_info(results_dir: pathlib.Path) -> dict[str, Any]:
+def _read_run_info(results_dir: paths.Path) -> dict[str, Any]:
     path = results_dir / results.RUN_INFO_FILE
     if not path.is_file():
         raise FileNotFoundError(f"no {results.RUN_INFO_FILE} in {results_dir}: run evaluate first")
@@ -182,7 +182,7 @@ def _section(
     summary: Sequence[Mapping],
     info: Mapping,
     context: Mapping,
-    report_dir: pathlib.Path,
+    report_dir: paths.Path,
     figure_arrays: Mapping[str, np.ndarray] | None,
 ) -> list[str]:
     rows = [row for row in summary if row["table"] == table]
@@ -222,7 +222,7 @@ def _section(
     return lines
 
 
-def _header(context: Mapping, info: Mapping, results_dir: pathlib.Path) -> list[str]:
+def _header(context: Mapping, info: Mapping, results_dir: paths.Path) -> list[str]:
     config = info["eval_config"]
     lines = [
         "# Adversarial attacks on monocular depth estimation — evaluation report",
@@ -404,20 +404,23 @@ def _adaptive_section(card: Mapping) -> list[str]:
 
 def write(
     eval_config: ml_collections.ConfigDict,
-    results_dir: str | pathlib.Path,
-    report_path: str | pathlib.Path,
+    results_dir: paths.PathLike,
+    report_path: paths.PathLike,
     context: Mapping[str, Any],
-) -> pathlib.Path:
+) -> paths.Path:
     """Writes report.md at report_path (and its PNG figures beside it) from the results of
     `evaluate.run` in results_dir, made with the same eval_config; returns report_path."""
     check_eval_config(eval_config)
     _check_context(context)
-    results_dir, report_path = pathlib.Path(results_dir), pathlib.Path(report_path)
+    results_dir, report_path = paths.as_path(results_dir), paths.as_path(report_path)
     info = _read_run_info(results_dir)
     _check_same_config(eval_config, info, results_dir)
     summary = results.aggregate(results.read_rows(results_dir / results.PER_IMAGE_FILE))
     figures_path = results_dir / results.FIGURES_FILE
-    figure_arrays = dict(np.load(figures_path)) if figures_path.is_file() else None
+    figure_arrays = None
+    if figures_path.is_file():
+        with np.load(io.BytesIO(figures_path.read_bytes())) as arrays:
+            figure_arrays = dict(arrays)
     report_path.parent.mkdir(parents=True, exist_ok=True)
     lines = _header(context, info, results_dir)
     if context.get("stage_times"):
@@ -429,7 +432,6 @@ def write(
         lines += _adaptive_section(context["robustness_card"])
     for table in (t for t in TABLES if t in eval_config.tables):
         lines += _section(table, summary, info, context, report_path.parent, figure_arrays)
-    tmp = report_path.with_name(f".{report_path.name}.tmp{os.getpid()}")
-    tmp.write_text("\n".join(lines), encoding="utf-8")
-    os.replace(tmp, report_path)  # a crash leaves the previous report, never half of one
+    # a crash leaves the previous report, never half of one
+    paths.write_text_atomic(report_path, "\n".join(lines))
     return report_path

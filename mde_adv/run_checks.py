@@ -12,13 +12,12 @@ Every failure raises `RunConfigError` (a ValueError) naming the field, file or s
 """
 
 import json
-import pathlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import ml_collections
 
-from mde_adv import variables_io
+from mde_adv import paths, variables_io
 from mde_adv.evaluation.config import check_eval_config
 from mde_adv.robustness.config import check_robustness_config
 from mde_adv.train.steps import SAMPLERS
@@ -40,7 +39,7 @@ class RunConfigError(ValueError):
     """The config, or the state of the workdir, does not allow the requested stages to run."""
 
 
-def read_marker(workdir: pathlib.Path, stage: str) -> dict | None:
+def read_marker(workdir: paths.Path, stage: str) -> dict | None:
     """The summary `<workdir>/<stage>/DONE.json` records (None where the stage has not
     finished); RunConfigError naming the file where it is not a JSON object."""
     marker = workdir / stage / MARKER
@@ -91,7 +90,7 @@ def config_as_json(config: ml_collections.ConfigDict) -> dict:
 
 
 def check_same_settings(
-    config: ml_collections.ConfigDict, workdir: pathlib.Path, stages: Sequence[str]
+    config: ml_collections.ConfigDict, workdir: paths.Path, stages: Sequence[str]
 ) -> None:
     """RunConfigError naming the differing fields where some stage of `workdir` has finished
     with a config.json other than `config` (up to RERUN_FREE_FIELDS)."""
@@ -130,7 +129,7 @@ def check_config(
     networks = config.get("networks", {})
     for section in ("networks", "init"):
         for name, path in config.get(section, {}).items():
-            if path and not pathlib.Path(path).exists():
+            if path and not paths.as_path(path).exists():
                 raise RunConfigError(f"config.{section}.{name}: no checkpoint at {path}")
             if path:
                 spec = next(s for s in train_stages.values() if s[1] == name)
@@ -235,7 +234,7 @@ def _check_train_attack(attack: ml_collections.ConfigDict) -> None:
 
 
 def check_inputs_finished(
-    workdir: pathlib.Path,
+    workdir: paths.Path,
     stage: str,
     inputs: Sequence[str],
 ) -> None:

@@ -6,12 +6,19 @@ nested dicts of numpy arrays, e.g. {'params': ..., 'batch_stats': ...}) and `met
 temporary sibling directory that is renamed into place only once complete, so an interrupted
 write never leaves something that loads as a finished checkpoint, and an existing checkpoint
 at the same path is replaced only after the new one is complete.
+
+On an object store (`gs://...`, through `mde_adv.paths`) a checkpoint is written in a local
+temporary directory and uploaded file by file, `metadata.json` last: first to a sibling staging
+prefix, then (once that is complete) over the old checkpoint, whose `metadata.json` goes first.
+A crash leaves a complete checkpoint at the path or at the staging prefix, and nothing without
+its record loads. Loading downloads the checkpoint to a temporary directory.
 """
 
 import json
 import os
 import pathlib
 import shutil
+import tempfile
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -19,6 +26,8 @@ from typing import Any
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+
+from mde_adv import paths
 
 FORMAT_NAME = "mde_adv.variables"
 FORMAT_VERSION = 1
@@ -129,7 +138,7 @@ def _metadata_json(metadata: Mapping[str, Any]) -> str:
     return json.dumps(record, indent=2, sort_keys=True)
 
 
-def _read_record(path: pathlib.Path) -> dict[str, Any]:
+def _read_record(path: paths.Path | pathlib.Path) -> dict[str, Any]:
     """The parsed metadata.json of checkpoint `path`; CheckpointError when absent or invalid."""
     if not path.exists():
         raise CheckpointError(f"no checkpoint at {path}")
@@ -154,10 +163,10 @@ def _read_record(path: pathlib.Path) -> dict[str, Any]:
 
 def read_metadata(path: PathLike) -> dict[str, Any]:
     """The metadata of checkpoint `path` (no arrays read); CheckpointError naming the path."""
-    return _read_record(pathlib.Path(path).absolute())["metadata"]
+    return _read_record(paths.as_path(path))["metadata"]
 
 
-def _check_replaceable(path: pathlib.Path) -> None:
+def _check_replaceable(path: paths.Path | pathlib.Path) -> None:
     """Only an absent path, an empty directory or a checkpoint of this format may be replaced."""
     if not path.exists() or (path.is_dir() and not any(path.iterdir())):
         return
@@ -198,14 +207,49 @@ def _write_checkpoint(directory: pathlib.Path, variables: dict, record_json: str
     _fsync(directory)
 
 
+def _copy_tree(source: paths.Path | pathlib.Path, target: paths.Path | pathlib.Path) -> None:
+    """Copies checkpoint directory `source` to `target` file by file, metadata.json last."""
+    files = paths.files_under(source)
+    files.sort(key=lambda name: name == METADATA_FILE)  # stable: the record after the arrays
+    for name in files:
+        destination = target / name
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        destination.write_bytes((source / name).read_bytes())
+
+
+def _save_remote(path: paths.Path, arrays: dict, record_json: str) -> paths.Path:
+    """save_variables on an object store (see the module's docstring)."""
+    staging = path.parent / f".{path.name}.partial-{uuid.uuid4().hex}"
+    with tempfile.TemporaryDirectory(prefix="mde_adv_variables_") as local:
+        checkpoint = pathlib.Path(local) / "checkpoint"
+        try:
+            _write_checkpoint(checkpoint, arrays, record_json)
+        except OSError:
+            raise
+        except Exception as err:
+            raise CheckpointError(f"cannot write {path}: {error_cause(err)}") from err
+        _copy_tree(checkpoint, staging)
+    if path.exists():
+        if (path / METADATA_FILE).exists():
+            (path / METADATA_FILE).unlink()  # the old arrays no longer load as a checkpoint
+        path.rmtree()
+    _copy_tree(staging, path)
+    staging.rmtree()
+    return path
+
+
 def save_variables(path: PathLike, variables: Any, *, metadata: Mapping[str, Any]) -> pathlib.Path:
     """Writes `variables` (nested dicts of arrays) and the JSON-serialisable `metadata` (model
     kind, encoder, width, source files, ...) as a checkpoint directory at `path`, atomically;
     replaces an existing checkpoint there only once the new one is complete. Returns the
-    absolute path."""
-    path = pathlib.Path(path).absolute()
+    absolute path (an epath.Path for an object store's URI)."""
     arrays = _numpy_tree(variables)
     record_json = _metadata_json(metadata)
+    if paths.is_remote(path):
+        remote = paths.as_path(path)
+        _check_replaceable(remote)
+        return _save_remote(remote, arrays, record_json)
+    path = pathlib.Path(path).absolute()
     _check_replaceable(path)
     staging = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex}")
     retired = path.with_name(f".{path.name}.replaced-{uuid.uuid4().hex}")
@@ -236,6 +280,15 @@ def load_variables(path: PathLike, template: Any = None) -> tuple[dict[str, Any]
     arrays, metadata). With `template` (arrays or jax.ShapeDtypeStruct leaves), also checks
     the tree structure, shapes and dtypes against it. Raises CheckpointError naming the path
     and, on a mismatch or a NaN/Inf value, every offending key."""
+    if paths.is_remote(path):
+        remote = paths.as_path(path)
+        _read_record(remote)
+        with tempfile.TemporaryDirectory(prefix="mde_adv_variables_") as local:
+            _copy_tree(remote, pathlib.Path(local))
+            try:
+                return load_variables(local, template)
+            except CheckpointError as err:  # name the remote path, not the temporary copy
+                raise CheckpointError(str(err).replace(local, str(remote))) from err
     path = pathlib.Path(path).absolute()
     record = _read_record(path)
     if not (path / VARIABLES_DIR).is_dir():

@@ -19,6 +19,7 @@ import pathlib
 import tensorflow_datasets as tfds
 from tensorflow_datasets.core import registered
 
+from mde_adv import paths
 from mde_adv.data import nyu_depth_v2, procedural_rooms
 from mde_adv.data.errors import (
     DatasetNotBuiltError,
@@ -100,7 +101,7 @@ def prepare(
     builder = dataset_builder(name, data_dir)
     if is_folder_name(name):
         return builder
-    record_path = pathlib.Path(builder.data_dir) / SOURCES_FILE
+    record_path = paths.as_path(os.fspath(builder.data_dir)) / SOURCES_FILE
     sources = sources_record(manual_dir) if manual_dir else None
     if builder.is_prepared() and sources is not None and record_path.is_file():
         built = json.loads(record_path.read_text())
@@ -119,7 +120,5 @@ def prepare(
     builder.download_and_prepare(download_config=download_config)
     if sources is not None:
         record = {"manual_dir": str(pathlib.Path(manual_dir).absolute()), "files": sources}
-        tmp = record_path.with_name(f".{SOURCES_FILE}.tmp{os.getpid()}")
-        tmp.write_text(json.dumps(record))
-        os.replace(tmp, record_path)
+        paths.write_text_atomic(record_path, json.dumps(record))
     return builder

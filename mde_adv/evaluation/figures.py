@@ -6,11 +6,12 @@ Fig. 7: input, perturbation, saliency maps and their changes (one colour range s
 the four maps, another by the two differences, as in the paper).
 """
 
-import pathlib
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
+
+from mde_adv import paths
 
 DPI = 100
 
@@ -21,8 +22,8 @@ def plot_curves(
     x_field: str,
     x_label: str,
     paper_points: Mapping[str, Sequence[tuple[float, float]]],
-    path: pathlib.Path,
-) -> pathlib.Path:
+    path: paths.Path,
+) -> paths.Path:
     """RMSE of each method of `table` against the rows' `x_field` ('eps' or 'steps')."""
     figure = Figure(figsize=(5, 3.5), dpi=DPI)
     axes = figure.subplots()
@@ -44,7 +45,14 @@ def plot_curves(
     axes.grid(alpha=0.3)
     axes.legend(fontsize=7)
     figure.tight_layout()
-    figure.savefig(path)
+    return _save(figure, path)
+
+
+def _save(figure: Figure, path: paths.PathLike) -> paths.Path:
+    """Writes `figure` to `path` (format from its suffix) whole or not at all."""
+    path = paths.as_path(path)
+    with paths.atomic_open(path, "wb") as file:
+        figure.savefig(file, format=path.suffix.removeprefix(".") or "png")
     return path
 
 
@@ -60,7 +68,7 @@ def _grid(rows: int, columns: int):
     return figure, axes
 
 
-def plot_depth_maps(arrays: Mapping[str, np.ndarray], path: pathlib.Path) -> pathlib.Path:
+def plot_depth_maps(arrays: Mapping[str, np.ndarray], path: paths.Path) -> paths.Path:
     """Fig. 6: x, N(x), the methods' depth under attack and the ground truth, one row per
     image; depth colours share the ground truth's range in each row."""
     depth_keys = [k for k in arrays if k.startswith("depth:")]
@@ -74,11 +82,10 @@ def plot_depth_maps(arrays: Mapping[str, np.ndarray], path: pathlib.Path) -> pat
             _show(axes[i, j], arrays[key][i], key.removeprefix("depth:"), vmin=low, vmax=high)
         _show(axes[i, -1], truth, "ground truth", vmin=low, vmax=high)
     figure.tight_layout()
-    figure.savefig(path)
-    return path
+    return _save(figure, path)
 
 
-def plot_saliency_maps(arrays: Mapping[str, np.ndarray], path: pathlib.Path) -> pathlib.Path:
+def plot_saliency_maps(arrays: Mapping[str, np.ndarray], path: paths.Path) -> paths.Path:
     """Fig. 7: x, x* − x, G(x), G(x*), G_adv(x), G_adv(x*), |G(x) − G(x*)|,
     |G_adv(x) − G_adv(x*)| (those the networks allow), one row per image. Masks on the fixed
     scale [0, 1] (a dim mask looks dim) with each panel's mean in its title; the differences
@@ -101,5 +108,4 @@ def plot_saliency_maps(arrays: Mapping[str, np.ndarray], path: pathlib.Path) -> 
             title = f"|{name}(x) − {name}(x*)| ≤{difference_max:.2f}"
             _show(axes[i, j], difference[i], title, vmin=0, vmax=difference_max, cmap="magma")
     figure.tight_layout()
-    figure.savefig(path)
-    return path
+    return _save(figure, path)

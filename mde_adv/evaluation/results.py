@@ -13,7 +13,6 @@ count of the others); any other value is the mean over the images where it is fi
 import csv
 import json
 import math
-import pathlib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -22,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
 
+from mde_adv import paths
 from mde_adv.metrics import PER_IMAGE_NAMES, metrics_finalize, metrics_init, metrics_update
 
 PER_IMAGE_FILE = "per_image.jsonl"
@@ -89,21 +89,22 @@ def make_rows(
     return rows
 
 
-def write_rows(rows: Iterable[Row], path: pathlib.Path) -> None:
-    with open(path, "w", encoding="utf-8") as file:
+def write_rows(rows: Iterable[Row], path: paths.PathLike) -> None:
+    """The rows as JSON lines at `path`, written whole or not at all."""
+    with paths.atomic_open(path, "w", encoding="utf-8") as file:
         for row in rows:
             record = {k: _json_value(v) for k, v in row.items()}
             file.write(json.dumps(record, allow_nan=False, ensure_ascii=False))
             file.write("\n")
 
 
-def read_rows(path: pathlib.Path) -> list[Row]:
+def read_rows(path: paths.PathLike) -> list[Row]:
     """The rows of a per-image JSON-lines file; undefined values (null) become NaN."""
-    path = pathlib.Path(path)
+    path = paths.as_path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no per-image results at {path}")
     rows = []
-    with open(path, encoding="utf-8") as file:
+    with path.open(encoding="utf-8") as file:
         for line_number, line in enumerate(file, 1):
             try:
                 row = json.loads(line)
@@ -153,15 +154,16 @@ def aggregate(rows: Sequence[Row]) -> list[Row]:
     return [_aggregate_one(group) for group in grouped.values()]
 
 
-def write_summary(summary: Sequence[Row], out_dir: pathlib.Path) -> None:
+def write_summary(summary: Sequence[Row], out_dir: paths.PathLike) -> None:
     """summary.json (a list of rows) and summary.csv (one column per value name)."""
     clean = [{k: _json_value(v) for k, v in row.items()} for row in summary]
     text = json.dumps(clean, indent=1, allow_nan=False, ensure_ascii=False)
-    (out_dir / SUMMARY_JSON).write_text(text, encoding="utf-8")
+    out_dir = paths.as_path(out_dir)
+    paths.write_text_atomic(out_dir / SUMMARY_JSON, text)
     columns: dict[str, None] = {}
     for row in clean:
         columns.update(dict.fromkeys(row))
-    with open(out_dir / SUMMARY_CSV, "w", newline="", encoding="utf-8") as file:
+    with paths.atomic_open(out_dir / SUMMARY_CSV, "w", newline="", encoding="utf-8") as file:
         writer = csv.DictWriter(file, fieldnames=list(columns))
         writer.writeheader()
         writer.writerows(clean)

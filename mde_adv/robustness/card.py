@@ -11,14 +11,13 @@ file it just wrote.
 
 import json
 import math
-import pathlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import ml_collections
 import numpy as np
 
-from mde_adv import attacks
+from mde_adv import attacks, paths
 from mde_adv.attacks import diagnostics
 from mde_adv.evaluation import results
 from mde_adv.normalization import IMAGENET_STD
@@ -282,7 +281,7 @@ def _clean_json(value: Any) -> Any:
 
 def write_card(
     rows: Sequence[results.Row],
-    out_dir: str | pathlib.Path,
+    out_dir: paths.PathLike,
     rconfig: ml_collections.ConfigDict,
     context: Mapping[str, Any],
     timing: Mapping[tuple, Mapping[str, Any]],
@@ -290,12 +289,12 @@ def write_card(
 ) -> dict[str, Any]:
     """Writes per_image.jsonl, then card.json and card.md built from that file; returns the
     card."""
-    out_dir = pathlib.Path(out_dir)
+    out_dir = paths.as_path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / results.PER_IMAGE_FILE
     results.write_rows(rows, path)
     card = build_card(results.read_rows(path), rconfig, context, timing, subjects)
     text = json.dumps(_clean_json(card), indent=1, ensure_ascii=False, allow_nan=False)
-    (out_dir / CARD_JSON).write_text(text, encoding="utf-8")
-    (out_dir / CARD_MD).write_text(card_markdown(card), encoding="utf-8")
+    paths.write_text_atomic(out_dir / CARD_JSON, text)
+    paths.write_text_atomic(out_dir / CARD_MD, card_markdown(card))
     return card

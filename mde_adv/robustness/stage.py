@@ -8,13 +8,13 @@ stages (`experiment.available_networks`); a subject whose networks are absent is
 """
 
 import hashlib
-import pathlib
 from typing import Any
 
 import jax
 import ml_collections
 from absl import logging
 
+from mde_adv import paths
 from mde_adv.evaluation.methods import ATTACK_TARGETS, attacked_function, network_functions
 from mde_adv.robustness import card as card_lib
 from mde_adv.robustness.config import check_robustness_config, default_robustness_config
@@ -23,14 +23,14 @@ from mde_adv.robustness.evaluate import Subject, evaluate
 OUT_DIR = "robustness"
 
 
-def checkpoint_digest(path: str | pathlib.Path) -> str:
+def checkpoint_digest(path: paths.PathLike) -> str:
     """sha256 over a checkpoint's files (relative paths and contents, in sorted order)."""
-    path = pathlib.Path(path)
+    path = paths.as_path(path)
     digest = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for file in files:
-        digest.update(str(file.relative_to(path) if path.is_dir() else file.name).encode())
-        with open(file, "rb") as handle:
+    names = paths.files_under(path) if path.is_dir() else [path.name]
+    for name in names:
+        digest.update(name.encode())
+        with (path / name if path.is_dir() else path).open("rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
     return digest.hexdigest()
@@ -42,13 +42,13 @@ def robustness_config(config: ml_collections.ConfigDict) -> ml_collections.Confi
     return default_robustness_config() if section is None else section
 
 
-def card_stage(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[str, Any]:
+def card_stage(config: ml_collections.ConfigDict, workdir: paths.PathLike) -> dict[str, Any]:
     """Evaluates the subjects of config.robustness on the eval split and writes
     `<workdir>/robustness/{per_image.jsonl, card.json, card.md}`; returns a summary."""
     from mde_adv import experiment  # the main job imports this module: import it late
     from mde_adv.data import pipeline
 
-    workdir = pathlib.Path(workdir).absolute()
+    workdir = paths.as_path(workdir)
     rconfig = robustness_config(config)
     check_robustness_config(rconfig)
     if jax.process_count() > 1:

@@ -8,7 +8,6 @@ temporary directory and renames it when complete, so an interrupted save is neve
 """
 
 import json
-import os
 import signal
 import threading
 from typing import Any
@@ -19,6 +18,7 @@ from absl import logging
 from etils import epath
 from orbax.checkpoint import checkpoint_managers
 
+from mde_adv import paths
 from mde_adv.run_checks import differing_fields
 from mde_adv.train.steps import TrainState
 from mde_adv.variables_io import CheckpointError, error_cause
@@ -53,9 +53,10 @@ def manager(directory: str) -> ocp.CheckpointManager:
         enable_async_checkpointing=False,
         create=True,
     )
-    # orbax refuses relative paths (e.g. the README's `--workdir runs/default`)
+    # orbax refuses relative paths (e.g. the README's `--workdir runs/default`); a gs:// URI
+    # stays one (Orbax writes it through TensorStore's GCS driver)
     return ocp.CheckpointManager(
-        epath.Path(os.path.abspath(directory)), options=options, item_names=("state", "meta")
+        paths.as_path(directory), options=options, item_names=("state", "meta")
     )
 
 

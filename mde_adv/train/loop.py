@@ -1,7 +1,6 @@
 """The training loop shared by the four tasks: resume, step, log, checkpoint, preemption."""
 
 import json
-import pathlib
 import time
 from collections.abc import Callable, Iterator
 
@@ -11,7 +10,7 @@ from absl import logging
 from jax.experimental import multihost_utils
 from tqdm import tqdm
 
-from mde_adv import attacks, models
+from mde_adv import attacks, models, paths
 from mde_adv.train import checkpoints, optimizer, parallel, steps
 from mde_adv.train.writers import MetricWriter
 
@@ -73,7 +72,7 @@ def total_steps(tcfg: ml_collections.ConfigDict, steps_per_epoch: int) -> int:
 def train_task(
     config: ml_collections.ConfigDict,
     task: str,
-    workdir: str | pathlib.Path,
+    workdir: paths.PathLike,
     make_batches: BatchFactory,
     *,
     steps_per_epoch: int,
@@ -90,7 +89,7 @@ def train_task(
     `workdir/logs` and the wall times of this run (first step, i.e. compile, vs the others,
     evaluation) to `workdir/timing.json` (process 0).
     """
-    workdir = pathlib.Path(workdir)
+    workdir = paths.as_path(workdir)
     mode = parallel.check_mode(config.parallel.mode)
     tcfg = config.train[task]
     spec = task_spec(config, task, steps_per_epoch)
@@ -180,7 +179,7 @@ def train_task(
     timing["total_seconds"] = round(time.perf_counter() - t_start, 2) if n_steps > start else 0.0
     timing["eval_seconds"] = round(timing["eval_seconds"], 2)
     if is_main:
-        (workdir / TIMING_FILE).write_text(json.dumps(timing, indent=1))
+        paths.write_text_atomic(workdir / TIMING_FILE, json.dumps(timing, indent=1))
     # The last step always saves, so host_state is the final state (or the restored one).
     return {"params": host_state.params, "batch_stats": host_state.batch_stats}
 

@@ -135,6 +135,14 @@ def check_config(
                 spec = next(s for s in train_stages.values() if s[1] == name)
                 _check_network_kind(config, f"config.{section}.{name}", path, spec)
     _check_input_size(config)
+    if config.depth_net.get("kind") == "relative":
+        raise RunConfigError(
+            "config.depth_net.kind = 'relative': the main job trains N with the paper's loss "
+            "and reads its output as metres in every table, but a relative Depth Anything V2 "
+            "predicts affine-invariant disparity. Use kind='metric' (e.g. "
+            "configs/nyu/depth_anything_v2_metric.py), or evaluate a relative model after "
+            "per-image scale-and-shift alignment with mde_adv.alignment"
+        )
     for stage in stages:
         if stage in train_stages and not networks.get(train_stages[stage][1]):
             task = train_stages[stage][0]

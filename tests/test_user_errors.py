@@ -144,6 +144,19 @@ def test_bad_eval_value_is_found_before_the_first_stage(tmp_path):
     assert not (tmp_path / "config.json").exists() and not (tmp_path / "data").exists()
 
 
+def test_a_relative_depth_anything_n_is_refused_before_the_first_stage(tmp_path):
+    """Its disparity would be read as metres by the loss, the metrics and the tables."""
+    config = _smoke(stages=("data", "train_depth", "evaluate"))
+    config.depth_net = dict(encoder="dav2_tiny", kind="relative", input_hw=(28, 42))
+    with pytest.raises(run_checks.RunConfigError, match=r"config\.depth_net\.kind = 'relative'"):
+        experiment.run(config, tmp_path)
+    assert not (tmp_path / "config.json").exists() and not (tmp_path / "data").exists()
+    config.depth_net.kind = "metric"  # the same N with the metric head passes the check
+    config.stages = ("report",)
+    with pytest.raises(run_checks.RunConfigError, match=r"'report'.*'evaluate'"):
+        experiment.run(config, tmp_path)
+
+
 def test_steps_range_above_t_max_is_an_error(tmp_path):
     config = _smoke(stages=("train_saliency_adv",))
     config.train_attack.steps_range = (1, 5)  # t_max = 3 in smoke

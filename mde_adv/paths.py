@@ -5,8 +5,7 @@ Every file the main job writes goes through `as_path` and `write_text_atomic`, s
 serves a laptop and a pod whose workdir is a bucket. A local file is written whole or not at
 all (a temporary sibling, fsync, `os.replace`); on an object store, which writes whole objects
 (an upload that fails leaves the previous object), the text is buffered and uploaded once
-complete. `gs://` needs
-`gcsfs` (the `gcs` extra) or TensorFlow; nothing here imports either.
+complete. `gs://` needs `gcsfs` (the `gcs` extra) or TensorFlow; nothing here imports either.
 """
 
 import contextlib

@@ -196,15 +196,23 @@ def _process_local_checkpointer() -> ocp.StandardCheckpointer:
     return ocp.StandardCheckpointer(multiprocessing_options=options)
 
 
-def _write_checkpoint(directory: pathlib.Path, variables: dict, record_json: str) -> None:
-    """Orbax variables first, metadata.json last: without the record nothing loads."""
-    directory.mkdir(parents=True)
-    with _process_local_checkpointer() as checkpointer:
-        checkpointer.save(directory / VARIABLES_DIR, variables)
-        checkpointer.wait_until_finished()
-    (directory / METADATA_FILE).write_text(record_json)
-    _fsync(directory / METADATA_FILE)
-    _fsync(directory)
+def _write_checkpoint(
+    directory: pathlib.Path, variables: dict, record_json: str, shown: PathLike
+) -> None:
+    """Orbax variables first, metadata.json last: without the record nothing loads. Errors
+    name `shown` (the path the caller asked for, not the staging directory)."""
+    try:
+        directory.mkdir(parents=True)
+        with _process_local_checkpointer() as checkpointer:
+            checkpointer.save(directory / VARIABLES_DIR, variables)
+            checkpointer.wait_until_finished()
+        (directory / METADATA_FILE).write_text(record_json)
+        _fsync(directory / METADATA_FILE)
+        _fsync(directory)
+    except OSError:  # disk full, permissions: already the cause, on one line
+        raise
+    except Exception as err:  # Orbax's wrappers of it: the innermost cause, on one line
+        raise CheckpointError(f"cannot write {shown}: {error_cause(err)}") from err
 
 
 def _copy_tree(source: paths.Path | pathlib.Path, target: paths.Path | pathlib.Path) -> None:
@@ -222,12 +230,7 @@ def _save_remote(path: paths.Path, arrays: dict, record_json: str) -> paths.Path
     staging = path.parent / f".{path.name}.partial-{uuid.uuid4().hex}"
     with tempfile.TemporaryDirectory(prefix="mde_adv_variables_") as local:
         checkpoint = pathlib.Path(local) / "checkpoint"
-        try:
-            _write_checkpoint(checkpoint, arrays, record_json)
-        except OSError:
-            raise
-        except Exception as err:
-            raise CheckpointError(f"cannot write {path}: {error_cause(err)}") from err
+        _write_checkpoint(checkpoint, arrays, record_json, path)
         _copy_tree(checkpoint, staging)
     if path.exists():
         if (path / METADATA_FILE).exists():
@@ -254,12 +257,7 @@ def save_variables(path: PathLike, variables: Any, *, metadata: Mapping[str, Any
     staging = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex}")
     retired = path.with_name(f".{path.name}.replaced-{uuid.uuid4().hex}")
     try:
-        try:
-            _write_checkpoint(staging, arrays, record_json)
-        except OSError:  # disk full, permissions: already the cause, on one line
-            raise
-        except Exception as err:  # Orbax's wrappers of it: the innermost cause, on one line
-            raise CheckpointError(f"cannot write {path}: {error_cause(err)}") from err
+        _write_checkpoint(staging, arrays, record_json, path)
         if path.exists():
             path.rename(retired)
         try:

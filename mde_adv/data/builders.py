@@ -101,7 +101,7 @@ def prepare(
     builder = dataset_builder(name, data_dir)
     if is_folder_name(name):
         return builder
-    record_path = paths.as_path(os.fspath(builder.data_dir)) / SOURCES_FILE
+    record_path = paths.as_path(builder.data_dir) / SOURCES_FILE
     sources = sources_record(manual_dir) if manual_dir else None
     if builder.is_prepared() and sources is not None and record_path.is_file():
         built = json.loads(record_path.read_text())

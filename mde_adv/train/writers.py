@@ -57,10 +57,8 @@ class MetricWriter:
 
     def _upload(self) -> None:
         self._tb.flush()
-        for events in self._local.rglob("*"):
-            if events.is_file():
-                target = self._logdir / str(events.relative_to(self._local))
-                paths.write_bytes_atomic(target, events.read_bytes())
+        for name in paths.files_under(self._local):
+            paths.write_bytes_atomic(self._logdir / name, (self._local / name).read_bytes())
         paths.write_text_atomic(self._logdir / JSONL_FILE, "".join(self._lines))
 
     def close(self) -> None:
@@ -68,10 +66,10 @@ class MetricWriter:
             return
         if self._remote:
             self._upload()
-            self._tb.close()
+        self._tb.close()
+        if self._remote:
             shutil.rmtree(self._local, ignore_errors=True)
         else:
-            self._tb.close()
             self._jsonl.close()
 
     def __enter__(self):

@@ -11,9 +11,16 @@ truth g (metres) in disparity space, over the valid pixels i (g finite and > 0, 
 Closed form: s = cov_w(p, 1/g) / var_w(p), t = mean_w(1/g) − s·mean_w(p); a constant
 prediction gets s = 0, t = mean_w(1/g); an image without valid pixels s = 1, t = 0. Every
 function is pure and differentiable in p (and in s, t through it).
+
+The main job's one switch is `depth_range(config.depth_net)`: None for a metric N (evaluated
+and attacked as it is), else the (min, max) metres of the alignment of a relative N. It flows
+as `AttackConfig.align` (every attack loss, the training attack included), `TaskSpec.align`
+(the training losses of N, N_adv, G and G_adv) and the evaluation's `align` (the metrics of
+every method, all of which read N's or N_adv's output).
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import chex
 import jax
@@ -22,6 +29,14 @@ import jax.numpy as jnp
 from mde_adv.models import resize_bilinear_align_corners
 
 DEFAULT_DEPTH_RANGE = (1e-3, 10.0)  # metres: clip of the aligned depth (NYU-v2's 10 m cap)
+RELATIVE_KIND = "relative"
+# What every table (report, card) says of a run with the switch on.
+NOTE = (
+    "N is relative (affine-invariant disparity): every score of N and N_adv (alone or behind "
+    "a mask) is after per-image least-squares scale-and-shift alignment to the ground truth "
+    "in disparity, aligned depth clipped to [{:g}, {:g}] m; every attack and training loss "
+    "is measured after the same alignment (the trivial baselines are not aligned)"
+)
 _AXES = (1, 2, 3)
 _TINY = 1e-12
 
@@ -53,6 +68,35 @@ def fit_scale_shift(
     return jnp.where(has_pixels, scale, 1.0), jnp.where(has_pixels, shift, 0.0)
 
 
+def depth_range(depth_net_config: Mapping[str, Any]) -> tuple[float, float] | None:
+    """The alignment switch of a depth-network config: None unless `kind` is 'relative'
+    (Depth Anything V2's affine-invariant disparity head), else (min_depth, max_depth) in
+    metres (defaults DEFAULT_DEPTH_RANGE), the clip of the aligned depth. Unchecked: see
+    `check_depth_range`."""
+    if depth_net_config.get("kind") != RELATIVE_KIND:
+        return None
+    low, high = DEFAULT_DEPTH_RANGE
+    return float(depth_net_config.get("min_depth", low)), float(
+        depth_net_config.get("max_depth", high)
+    )
+
+
+def check_depth_range(depth_range: tuple[float, float]) -> None:
+    """ValueError unless depth_range = (min, max) metres with 0 < min < max < inf."""
+    if len(depth_range) != 2 or not 0 < depth_range[0] < depth_range[1] < float("inf"):
+        raise ValueError(f"depth_range must be (min, max) metres, 0 < min < max, got {depth_range}")
+
+
+def metric_depth(
+    pred: jax.Array, target: jax.Array, depth_range: tuple[float, float] | None
+) -> jax.Array:
+    """What the metrics score of a prediction pred[B, h, w, 1] against target (metres): pred
+    itself when depth_range is None (a metric network), else `align_disparity_to_depth`."""
+    if depth_range is None:
+        return pred
+    return align_disparity_to_depth(pred, target, None, depth_range)
+
+
 def _valid_disparity(target: jax.Array, mask: jax.Array | None) -> tuple[jax.Array, jax.Array]:
     """(1/target where valid else 0, weights): valid = finite and > 0 (and mask)."""
     valid = jnp.isfinite(target) & (target > 0)
@@ -78,9 +122,8 @@ def align_disparity_to_depth(
     if target.shape[1:3] != disparity.shape[1:3]:
         target = resize_bilinear_align_corners(target, disparity.shape[1:3])
     chex.assert_equal_shape([disparity, target])
+    check_depth_range(depth_range)
     min_depth, max_depth = depth_range
-    if not 0 < min_depth < max_depth:
-        raise ValueError(f"depth_range must be 0 < min < max, got {depth_range}")
     inverse, weights = _valid_disparity(target, mask)
     scale, shift = fit_scale_shift(disparity, inverse, weights)
     aligned = (

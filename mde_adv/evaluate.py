@@ -9,7 +9,9 @@ per-image results of all processes and (process 0 only) writes to out_dir:
   summary.csv, summary.json  the aggregates (spec §5)
   run_info.json    the config, networks, images and every attack's settings (ε space, α, T)
   figures.npz      the arrays of Figs. 6 and 7 (first images of process 0's first batch)
-`mde_adv.report.write` turns these files into report.md.
+`mde_adv.report.write` turns these files into report.md. With `align` (a relative N, see
+`alignment.depth_range`) every attack loss and every method's scores are measured after the
+per-image scale-and-shift alignment in disparity; run_info.json records it ('alignment').
 """
 
 import json
@@ -71,6 +73,7 @@ def _group_info(group: AttackGroup) -> dict[str, Any]:
         "eps_space": group.config.space,
         "alpha": [_alpha(group, e) for e in group.eps],
         "description": group.config.describe(),
+        "align": None if group.config.align is None else list(group.config.align),
         "region": group.region,
         "methods": [m.label() for m in group.methods],
     }
@@ -227,18 +230,21 @@ def run(
     networks: Networks,
     batches_fn: Callable[[], Iterator[Batch]],
     out_dir: paths.PathLike,
+    align: tuple[float, float] | None = None,
 ) -> dict[str, Any]:
     """Evaluates `networks` {'N', 'N_adv', 'G', 'G_adv', 'G_adv_drn_d_38', 'G_adv_drn_d_54':
     (flax model, variables)} (a missing one skips its rows) on the batches of `batches_fn()`
     ({'image': f32[B,H,W,3] normalised, 'depth': f32[B,H,W,1] metres, 'id', 'valid'}).
 
+    align: None for a metric N, else the depth range (metres) of the per-image alignment of
+    a relative N's (and N_adv's) disparity, in every attack loss and before every metric.
     Every process must call it (the results are gathered); process 0 writes the files.
     Returns {'summary': aggregated rows, 'images': number of images, 'out_dir': path,
     'timing': this process's compile and compute seconds}.
     """
     _check_networks(networks)
-    groups = plan(eval_config, networks)
-    figures_attack = figure_group(eval_config, networks)
+    groups = plan(eval_config, networks, align)
+    figures_attack = figure_group(eval_config, networks, align)
     collected = _evaluate_batches(eval_config, networks, batches_fn, groups, figures_attack)
     rows, images = _rows_of_all_processes(collected, int(eval_config.max_images))
     summary = results.aggregate(rows)
@@ -251,6 +257,7 @@ def run(
             "eval_config": eval_config.to_dict(),
             "images": images,
             "networks": sorted(networks),
+            "alignment": None if align is None else list(align),
             "process_count": jax.process_count(),
             "groups": [_group_info(g) for g in groups],
             "figure_attack": None if figures_attack is None else _group_info(figures_attack),

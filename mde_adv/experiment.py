@@ -16,7 +16,16 @@ import numpy as np
 from absl import logging
 from jax.experimental import multihost_utils
 
-from mde_adv import evaluate, models, paths, report, robustness, run_checks, variables_io
+from mde_adv import (
+    alignment,
+    evaluate,
+    models,
+    paths,
+    report,
+    robustness,
+    run_checks,
+    variables_io,
+)
 from mde_adv.data import pipeline
 from mde_adv.evaluation import clean
 from mde_adv.train import loop, parallel, precise_bn
@@ -239,10 +248,11 @@ def held_out_evaluator(
     N(x) for a depth network, N(x⊗G(x)) and G's mask statistics for a saliency network."""
     dc = data_config(config, workdir, config.eval.batch_size)
     batches = list(pipeline.eval_batches(dc, process_index=0, process_count=1))
+    align = alignment.depth_range(config.depth_net)
     if kind == "depth":
-        return clean.depth_evaluator(network(config, "depth"), batches)
+        return clean.depth_evaluator(network(config, "depth"), batches, align)
     return clean.saliency_evaluator(
-        network(config, "saliency"), network(config, "depth"), frozen, batches
+        network(config, "saliency"), network(config, "depth"), frozen, batches, align
     )
 
 
@@ -328,7 +338,11 @@ def evaluate_stage(config: ml_collections.ConfigDict, workdir: paths.Path) -> di
         if name in evaluate.EVALUATED_NETWORKS  # not the starts of Table 4's G_adv
     }
     result = evaluate.run(
-        config.eval, networks, lambda: pipeline.eval_batches(dc), workdir / "evaluate"
+        config.eval,
+        networks,
+        lambda: pipeline.eval_batches(dc),
+        workdir / "evaluate",
+        align=alignment.depth_range(config.depth_net),
     )
     return {"networks": sorted(networks), "images": result["images"], "timing": result["timing"]}
 

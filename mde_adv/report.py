@@ -17,7 +17,7 @@ from typing import Any
 import ml_collections
 import numpy as np
 
-from mde_adv import paths
+from mde_adv import alignment, paths
 from mde_adv.evaluation import figures, findings, results
 from mde_adv.evaluation.config import TABLES, check_eval_config
 from mde_adv.paper_numbers import FIG4_POINTS, FIG5_POINTS, PAPER, PAPER_NOTES
@@ -62,6 +62,8 @@ EPS_SPACE_NOTES = {
     "pixel": "[0, 1] pixel units, adversarial image clipped to [0, 1]",
 }
 NOT_COMPUTED = "—"
+# Above every table of a run whose N is relative (run_info's 'alignment').
+ALIGNED_LINE = "N's scores after per-image scale-and-shift alignment in disparity · "
 
 
 def _check_context(context: Mapping[str, Any]) -> None:
@@ -125,8 +127,9 @@ def _context_line(table: str, info: Mapping, context: Mapping, images: int) -> s
         for a, e in zip(g["alpha"], g["eps"], strict=True)
         if e > 0
     )
+    prefix = ALIGNED_LINE if any(g.get("align") for g in groups) else ""
     return (
-        f"*Dataset: {context['dataset']} · images: {images} · ε space: "
+        f"*{prefix}Dataset: {context['dataset']} · images: {images} · ε space: "
         f"{', '.join(_unique(g['eps_space'] for g in groups))} · attack: {', '.join(kinds)} "
         f"(loss {', '.join(_unique(g['loss'] for g in groups))}, attacked function "
         f"{', '.join(_unique(g['target'] for g in groups))}) · α: {', '.join(alphas) or 'n/a'} · "
@@ -242,6 +245,8 @@ def _header(context: Mapping, info: Mapping, results_dir: paths.Path) -> list[st
         f"| networks | {', '.join(info['networks'])} |",
         f"| checkpoints | {_describe_checkpoints(context['checkpoints'])} |",
     ]
+    if info.get("alignment"):
+        lines.append(f"| scores | {alignment.NOTE.format(*info['alignment'])} |")
     for name, value in context.items():
         if name not in ("dataset", "checkpoints", "stage_times", "robustness_card"):
             lines.append(f"| {name} | {value} |")

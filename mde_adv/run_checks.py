@@ -17,8 +17,9 @@ from typing import Any
 
 import ml_collections
 
-from mde_adv import paths, variables_io
+from mde_adv import alignment, models, paths, variables_io
 from mde_adv.evaluation.config import check_eval_config
+from mde_adv.evaluation.plan import check_alignable
 from mde_adv.robustness.config import check_robustness_config
 from mde_adv.train.steps import SAMPLERS
 
@@ -135,14 +136,7 @@ def check_config(
                 spec = next(s for s in train_stages.values() if s[1] == name)
                 _check_network_kind(config, f"config.{section}.{name}", path, spec)
     _check_input_size(config)
-    if config.depth_net.get("kind") == "relative":
-        raise RunConfigError(
-            "config.depth_net.kind = 'relative': the main job trains N with the paper's loss "
-            "and reads its output as metres in every table, but a relative Depth Anything V2 "
-            "predicts affine-invariant disparity. Use kind='metric' (e.g. "
-            "configs/nyu/depth_anything_v2_metric.py), or evaluate a relative model after "
-            "per-image scale-and-shift alignment with mde_adv.alignment"
-        )
+    _check_alignment(config, stages)
     for stage in stages:
         if stage in train_stages and not networks.get(train_stages[stage][1]):
             task = train_stages[stage][0]
@@ -168,6 +162,35 @@ def check_config(
             check_eval_config(config.eval)
         except (ValueError, KeyError, AttributeError, TypeError) as error:
             raise RunConfigError(f"config.eval: {error}") from None
+
+
+def _check_alignment(config, stages: Sequence[str]) -> None:
+    """A relative N (`alignment.depth_range`) is a Depth Anything V2 head with a depth range
+    0 < min_depth < max_depth (metres) and no table that alignment leaves undefined."""
+    if config.depth_net.get("kind") != alignment.RELATIVE_KIND:
+        return
+    encoder = str(config.depth_net.get("encoder", ""))
+    if not encoder.startswith(models.DAV2_PREFIX):
+        raise RunConfigError(
+            f"config.depth_net.kind = 'relative' is a Depth Anything V2 head, but "
+            f"config.depth_net.encoder = {encoder!r} is not one ({models.DAV2_PREFIX}*)"
+        )
+    low = config.depth_net.get("min_depth", alignment.DEFAULT_DEPTH_RANGE[0])
+    high = config.depth_net.get("max_depth", alignment.DEFAULT_DEPTH_RANGE[1])
+    try:
+        align = alignment.depth_range(config.depth_net)
+        alignment.check_depth_range(align)
+    except (TypeError, ValueError):
+        raise RunConfigError(
+            f"config.depth_net.min_depth, config.depth_net.max_depth = {low!r}, {high!r}: the "
+            "depth range (metres) of a relative N's per-image alignment must be "
+            "0 < min_depth < max_depth"
+        ) from None
+    if "evaluate" in stages or "report" in stages:
+        try:
+            check_alignable(config.get("eval", {}).get("tables", ()), align)
+        except ValueError as error:
+            raise RunConfigError(f"config.eval.tables: {error}") from None
 
 
 def _check_network_kind(config, field: str, path: str, spec: tuple) -> None:

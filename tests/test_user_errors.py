@@ -144,15 +144,27 @@ def test_bad_eval_value_is_found_before_the_first_stage(tmp_path):
     assert not (tmp_path / "config.json").exists() and not (tmp_path / "data").exists()
 
 
-def test_a_relative_depth_anything_n_is_refused_before_the_first_stage(tmp_path):
-    """Its disparity would be read as metres by the loss, the metrics and the tables."""
+def test_a_relative_depth_anything_n_is_checked_before_the_first_stage(tmp_path):
+    """A relative N runs with per-image alignment (mde_adv.alignment): a bad depth range of the
+    alignment, a table it leaves undefined or a non-DAv2 encoder is refused, naming the field;
+    a valid relative N passes the check."""
     config = _smoke(stages=("data", "train_depth", "evaluate"))
     config.depth_net = dict(encoder="dav2_tiny", kind="relative", input_hw=(28, 42))
-    with pytest.raises(run_checks.RunConfigError, match=r"config\.depth_net\.kind = 'relative'"):
+    assert "targeted" in config.eval.tables
+    with pytest.raises(run_checks.RunConfigError, match=r"config\.eval\.tables.*'targeted'"):
         experiment.run(config, tmp_path)
+    config.eval.tables = [t for t in config.eval.tables if t != "targeted"]
+    for low, high in ((1e-3, -10.0), (0.0, 10.0), (5.0, 2.0)):
+        config.depth_net.min_depth, config.depth_net.max_depth = low, high
+        with pytest.raises(run_checks.RunConfigError, match=r"config\.depth_net\.min_depth"):
+            experiment.run(config, tmp_path)
+    relative = dict(config.depth_net, min_depth=1e-3, max_depth=10.0)
+    config.depth_net = dict(encoder="resnet18", kind="relative", width=0.125)
+    with pytest.raises(run_checks.RunConfigError, match=r"config\.depth_net\.encoder"):
+        experiment.run(config, tmp_path)
+    config.depth_net = relative
     assert not (tmp_path / "config.json").exists() and not (tmp_path / "data").exists()
-    config.depth_net.kind = "metric"  # the same N with the metric head passes the check
-    config.stages = ("report",)
+    config.stages = ("report",)  # the relative N itself passes: the next check stops the run
     with pytest.raises(run_checks.RunConfigError, match=r"'report'.*'evaluate'"):
         experiment.run(config, tmp_path)
 

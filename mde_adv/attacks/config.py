@@ -2,6 +2,7 @@
 
 import dataclasses
 
+from mde_adv.alignment import check_depth_range
 from mde_adv.losses import ATTACK_LOSSES
 from mde_adv.normalization import EPS_SPACES
 
@@ -50,6 +51,12 @@ class AttackConfig:
       attacked function on the clean input).
     target_scale: the reference depth is multiplied by it (e.g. 2.0 with targeted=True and
       target='clean_prediction' pulls the prediction towards twice the clean depth).
+    align: None (the attacked function predicts metres), or the (min, max) metres of the
+      per-image scale-and-shift alignment of a relative (disparity) output: the loss is
+      `alignment.aligned_loss` of the configured one, measured after aligning the attacked
+      output to the ground truth, so that the alignment of the evaluation cannot undo the
+      attack (`alignment.depth_range` derives it from the depth network's config). Needs
+      target='ground_truth' (the clean prediction of a relative model is not metres).
     """
 
     method: str = "ifgsm"
@@ -63,6 +70,7 @@ class AttackConfig:
     targeted: bool = False
     target: str = "ground_truth"
     target_scale: float = 1.0
+    align: tuple[float, float] | None = None
 
     def __post_init__(self):
         _check_choice("method", self.method, METHODS + SEARCH_METHODS)
@@ -100,6 +108,19 @@ class AttackConfig:
         object.__setattr__(self, "random_start", bool(random_start))
         if self.alpha is not None:
             object.__setattr__(self, "alpha", float(self.alpha))
+        if self.align is not None:
+            try:
+                align = tuple(float(v) for v in self.align)
+                check_depth_range(align)
+            except (TypeError, ValueError) as error:
+                raise ValueError(f"AttackConfig.align: {error}") from None
+            if self.target != "ground_truth":
+                raise ValueError(
+                    f"AttackConfig.align needs target='ground_truth' (target={self.target!r}): "
+                    "a relative model's clean prediction is disparity up to scale and shift, "
+                    "and a rescaled one aligns back to it exactly"
+                )
+            object.__setattr__(self, "align", align)
 
     @property
     def nested_budgets(self) -> bool:
@@ -114,8 +135,11 @@ class AttackConfig:
         """One line naming every setting, ε space included, to print beside results."""
         alpha = "default" if self.alpha is None else f"{self.alpha:g}"
         goal = "targeted" if self.targeted else "untargeted"
+        aligned = ""
+        if self.align is not None:
+            aligned = " aligned_in_disparity=[{:g}, {:g}] m".format(*self.align)
         return (
             f"{self.method} {self.norm} loss={self.loss} eps_space={self.space} alpha={alpha} "
             f"t_max={self.t_max} random_start={self.random_start} momentum={self.momentum:g} "
-            f"{goal} target={self.target}×{self.target_scale:g}"
+            f"{goal} target={self.target}×{self.target_scale:g}{aligned}"
         )

@@ -64,7 +64,9 @@ def check_members(members: Sequence[Member], criterion: str, sources) -> None:
                 f"member {member.name!r}: source {member.source!r} is not among {sorted(sources)}"
             )
     if criterion == "attack_loss":
-        losses = {(m.config.loss, m.config.target, m.config.targeted) for m in members}
+        losses = {
+            (m.config.loss, m.config.target, m.config.targeted, m.config.align) for m in members
+        }
         if len(losses) > 1:
             raise ValueError(
                 f"criterion 'attack_loss' needs one loss for all members, got {sorted(losses)}"
@@ -118,8 +120,12 @@ def worst_case(
             criterion=criterion if member.source is None else "attack_loss",
         )
         inputs.append(x_adv)
-        # a metric criterion ignores the config: one compiled scorer for every member
-        scorer_config = member.config if criterion == "attack_loss" else _METRIC_SCORER
+        # a metric criterion reads only the alignment: one compiled scorer for every member
+        scorer_config = (
+            member.config
+            if criterion == "attack_loss"
+            else dataclasses.replace(_METRIC_SCORER, align=member.config.align)
+        )
         score = _scores(predict_fn, x, x_adv, y, criterion=criterion, config=scorer_config)
         member_scores.append(np.asarray(score))
         seconds.append(time.perf_counter() - start)

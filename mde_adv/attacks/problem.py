@@ -12,6 +12,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from mde_adv.alignment import AttackLoss, aligned_loss
 from mde_adv.attacks import geometry, spaces
 from mde_adv.attacks.config import AttackConfig
 from mde_adv.losses import attack_loss
@@ -25,6 +26,13 @@ class Problem(NamedTuple):
     objective: Callable[[jax.Array], jax.Array]
     constrain: Callable[[jax.Array], jax.Array]
     gradient: Callable[[jax.Array], tuple[jax.Array, jax.Array]]
+
+
+def loss_function(config: AttackConfig) -> AttackLoss:
+    """The per-example loss ℓ(pred, reference, mask=None) -> f32[B] of the config: its
+    `loss`, measured after the per-image alignment of pred when config.align is set."""
+    loss = attack_loss(config.loss)
+    return loss if config.align is None else aligned_loss(loss, config.align)
 
 
 def reference_depth(predict_fn, config: AttackConfig, x: jax.Array, y) -> jax.Array:
@@ -45,7 +53,7 @@ def build(
     region: jax.Array | None,
 ) -> Problem:
     """The problem of a batch: eps f32[B] in config.space units, region f32[B,H,W,1] or None."""
-    loss_fn = attack_loss(config.loss)
+    loss_fn = loss_function(config)
     reference = reference_depth(predict_fn, config, x, y)
     sign = -1.0 if config.targeted else 1.0
 

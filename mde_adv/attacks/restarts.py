@@ -10,7 +10,7 @@ image's key from `example_keys`: one restart is the plain attack, bit for bit.
 Criteria (larger = stronger attack), per image, on the attacked function's prediction:
   'attack_loss'  the config's signed attack loss (−loss for a targeted attack);
   'rmse', 'rel'  the metrics of `mde_adv.metrics.image_metrics` against y (the ground truth;
-                 untargeted attacks only).
+                 untargeted attacks only), after the alignment of config.align when set.
 """
 
 import dataclasses
@@ -20,11 +20,11 @@ import jax
 import jax.numpy as jnp
 from jax.tree_util import Partial
 
+from mde_adv.alignment import metric_depth
 from mde_adv.attacks import engine, problem
 from mde_adv.attacks.config import AttackConfig
 from mde_adv.attacks.sampler import example_keys
 from mde_adv.attacks.validation import validate_attack_args
-from mde_adv.losses import attack_loss
 from mde_adv.metrics import image_metrics
 
 CRITERIA: tuple[str, ...] = ("attack_loss", "rmse", "rel")
@@ -49,10 +49,10 @@ def scores(
     depth = predict_fn(x_adv)
     if criterion == "attack_loss":
         reference = problem.reference_depth(predict_fn, config, x, y)
-        value = attack_loss(config.loss)(depth, reference)
+        value = problem.loss_function(config)(depth, reference)
         value = -value if config.targeted else value
     else:
-        value = image_metrics(depth, y)[criterion]
+        value = image_metrics(metric_depth(depth, y, config.align), y)[criterion]
     return jnp.where(jnp.isnan(value), -jnp.inf, value)
 
 

@@ -3,7 +3,9 @@
 `depth_evaluator` scores N(x); `saliency_evaluator` scores N(x⊗G(x)) with N frozen and
 reports G's mask statistics, so that a mask collapsing to zeros shows while G trains.
 Both take the eval batches once ({'image', 'depth', 'valid'}, as `pipeline.eval_batches`)
-and return `variables -> {name: float}` (metres for RMSE).
+and return `variables -> {name: float}` (metres for RMSE); with `align` (a relative N,
+`alignment.depth_range`) N's output is scored after the per-image alignment to the ground
+truth, as in the evaluation.
 """
 
 from collections.abc import Callable, Iterable, Mapping
@@ -12,6 +14,7 @@ import flax.linen as nn
 import jax
 import numpy as np
 
+from mde_adv.alignment import metric_depth
 from mde_adv.evaluation import baselines
 
 Evaluator = Callable[[dict], dict[str, float]]
@@ -24,13 +27,15 @@ def _valid_arrays(batches: Iterable[Mapping]) -> list[tuple[np.ndarray, np.ndarr
     ]
 
 
-def depth_evaluator(model: nn.Module, batches: Iterable[Mapping]) -> Evaluator:
+def depth_evaluator(
+    model: nn.Module, batches: Iterable[Mapping], align: tuple[float, float] | None = None
+) -> Evaluator:
     """variables of N -> {'rmse', 'rel', 'delta1'} of N(x) on the batches."""
     data = _valid_arrays(batches)
-    predict = jax.jit(lambda v, x: model.apply(v, x, train=False))
+    predict = jax.jit(lambda v, x, y: metric_depth(model.apply(v, x, train=False), y, align))
 
     def evaluate(variables: dict) -> dict[str, float]:
-        pred = np.concatenate([np.asarray(predict(variables, x)) for x, _ in data])
+        pred = np.concatenate([np.asarray(predict(variables, x, y)) for x, y in data])
         scores = baselines.aggregate(pred, np.concatenate([y for _, y in data]))
         return {k: scores[k] for k in ("rmse", "rel", "delta1")}
 
@@ -38,19 +43,23 @@ def depth_evaluator(model: nn.Module, batches: Iterable[Mapping]) -> Evaluator:
 
 
 def saliency_evaluator(
-    model: nn.Module, depth_model: nn.Module, depth_variables: dict, batches: Iterable[Mapping]
+    model: nn.Module,
+    depth_model: nn.Module,
+    depth_variables: dict,
+    batches: Iterable[Mapping],
+    align: tuple[float, float] | None = None,
 ) -> Evaluator:
     """variables of G -> {'rmse', 'delta1'} of N(x⊗G(x)), 'mask_mean' and 'mask_above_half'
     (share of mask values > 0.5) on the batches."""
     data = _valid_arrays(batches)
 
     @jax.jit
-    def masked(v, n, x):
+    def masked(v, n, x, y):
         mask = model.apply(v, x, train=False)
-        return depth_model.apply(n, x * mask, train=False), mask
+        return metric_depth(depth_model.apply(n, x * mask, train=False), y, align), mask
 
     def evaluate(variables: dict) -> dict[str, float]:
-        outputs = [jax.device_get(masked(variables, depth_variables, x)) for x, _ in data]
+        outputs = [jax.device_get(masked(variables, depth_variables, x, y)) for x, y in data]
         pred = np.concatenate([p for p, _ in outputs])
         masks = np.concatenate([m for _, m in outputs])
         scores = baselines.aggregate(pred, np.concatenate([y for _, y in data]))

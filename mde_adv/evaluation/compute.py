@@ -2,7 +2,9 @@
 method, region masks, energy shares, targeted-attack ratios and the arrays of Figs. 6 and 7.
 
 Images are f32[B,H,W,3] normalised, depth f32[B,h,w,1] in metres; `fns` maps network names
-to inference functions (`methods.network_functions`).
+to inference functions (`methods.network_functions`). With a group's `config.align` set (a
+relative N) every method's output is scored, and shown in the figures, after the per-image
+scale-and-shift alignment to the ground truth (`alignment.metric_depth`).
 """
 
 import functools
@@ -14,9 +16,10 @@ import numpy as np
 from jax.tree_util import Partial
 
 from mde_adv import attacks
+from mde_adv.alignment import metric_depth
+from mde_adv.attacks.problem import loss_function
 from mde_adv.evaluation.methods import ATTACK_TARGETS, Method, NetworkFns, attacked_function
 from mde_adv.evaluation.plan import AttackGroup
-from mde_adv.losses import attack_loss
 from mde_adv.metrics import image_metrics
 from mde_adv.normalization import IMAGENET_STD, denormalize
 
@@ -227,9 +230,11 @@ def mask_statistics(mask: jax.Array) -> dict[str, jax.Array]:
     }
 
 
-@jax.jit
-def _scores(depth: jax.Array, mask: jax.Array | None, y: jax.Array) -> dict[str, jax.Array]:
-    values = image_metrics(depth, y)
+@functools.partial(jax.jit, static_argnames=("align",))
+def _scores(
+    depth: jax.Array, mask: jax.Array | None, y: jax.Array, align: tuple[float, float] | None
+) -> dict[str, jax.Array]:
+    values = image_metrics(metric_depth(depth, y, align), y)
     return values if mask is None else {**values, **mask_statistics(mask)}
 
 
@@ -242,17 +247,19 @@ def method_metrics(
     methods: tuple[Method, ...],
     input_keys: tuple[tuple | None, ...] | None = None,
     cache: BatchCache | None = None,
+    align: tuple[float, float] | None = None,
 ) -> tuple[dict[str, np.ndarray], ...]:
     """Per-image metrics {name: f32[S,B]} (metrics.image_metrics vs y f32[B,H',W',1]) of each
     method on inputs f32[S,B,H,W,3] (the oracle masks from x f32[B,H,W,3]), and for a masked
     method its mask's `mask_statistics`. input_keys: the `attack_key` of each input; a method
-    already scored on an input of the same key is taken from `cache`."""
+    already scored on an input of the same key is taken from `cache`. align: None, or the
+    depth range of the alignment of a relative output before the metrics."""
     input_keys = input_keys or (None,) * len(inputs)
 
     def scores(method, z, name):
         def compute():
             depth, mask = method_output(fns, method, z, x, name, cache)
-            return {k: np.asarray(v) for k, v in _scores(depth, mask, y).items()}
+            return {k: np.asarray(v) for k, v in _scores(depth, mask, y, align).items()}
 
         return compute
 
@@ -288,7 +295,7 @@ def targeted_values(depth_fn: Partial, x: jax.Array, x_adv: jax.Array, scale) ->
     }
 
 
-@functools.partial(jax.jit, static_argnames=("loss", "space"))
+@functools.partial(jax.jit, static_argnames=("loss", "space", "align"))
 def energy_shares(
     attacked: Partial,
     x: jax.Array,
@@ -298,13 +305,16 @@ def energy_shares(
     *,
     loss: str,
     space: str,
+    align: tuple[float, float] | None = None,
 ) -> dict[str, jax.Array]:
     """Per-image f32[B] shares in the non-salient pixels (non_salient f32[B,H,W,1]) of the
     energy (sum of squares, in ε-space units) of the perturbation x_adv − x
     ('perturbation_share') and of the input gradient ∇_x ℓ(attacked(x), y) at the clean x
-    ('gradient_share'), and the region's share of the area ('area_share')."""
+    ('gradient_share'; ℓ after the alignment `align` when set), and the region's share of
+    the area ('area_share')."""
     delta = x_adv - x
-    gradient = jax.grad(lambda z: jnp.sum(attack_loss(loss)(attacked(z), y)))(x)
+    loss_fn = loss_function(attacks.AttackConfig(loss=loss, align=align))
+    gradient = jax.grad(lambda z: jnp.sum(loss_fn(attacked(z), y)))(x)
     if space == "pixel":  # δ_pixel = δ·std and ∂ℓ/∂δ_pixel = ∂ℓ/∂x / std
         delta, gradient = delta * IMAGENET_STD, gradient / IMAGENET_STD
 
@@ -340,6 +350,7 @@ def evaluate_group(
         methods=group.methods,
         input_keys=tuple(attack_key(group, e) for e in group.eps),
         cache=cache,
+        align=group.config.align,
     )
     values: GroupValues = {}
     for s, setting in enumerate(group.settings):
@@ -361,6 +372,7 @@ def evaluate_group(
                 non_salient,
                 loss=group.config.loss,
                 space=group.config.space,
+                align=group.config.align,
             )
             values[setting, ENERGY_LABEL] = {k: np.asarray(v) for k, v in shares.items()}
     return values
@@ -382,8 +394,8 @@ def figure_arrays(
     group.eps[0]; computed on the whole batch, so the tables' programs and, through cache,
     their attack serve): 'image' and 'adversarial' (pixels [0,1], [K,H,W,3]), 'perturbation'
     (x* − x in ε-space units), 'ground_truth', 'depth:N(x)' and 'depth:<method>' for the
-    methods the networks allow ([K,h,w,1] metres), 'mask:<G>(x)' and 'mask:<G>(x*)'
-    ([K,H,W,1])."""
+    methods the networks allow ([K,h,w,1] metres; aligned to the ground truth when
+    group.config.align), 'mask:<G>(x)' and 'mask:<G>(x*)' ([K,H,W,1])."""
     x_adv = adversarial_inputs(group, fns, x, y, key, cache=cache)[0]
     adv_key = attack_key(group, group.eps[0])
     delta = x_adv - x
@@ -394,11 +406,11 @@ def figure_arrays(
             delta * IMAGENET_STD if group.config.space == "pixel" else delta
         ),
         "ground_truth": np.asarray(y),
-        "depth:N(x)": np.asarray(_call(fns["N"], x)),
+        "depth:N(x)": np.asarray(metric_depth(_call(fns["N"], x), y, group.config.align)),
     }
     for method in group.methods:
         depth, _ = method_output(fns, method, x_adv, x, adv_key, cache)
-        arrays[f"depth:{method.label()}"] = np.asarray(depth)
+        arrays[f"depth:{method.label()}"] = np.asarray(metric_depth(depth, y, group.config.align))
     for name in FIGURE_MASKS:
         if name in fns:
             arrays[f"mask:{name}(x)"] = np.asarray(saliency_mask(fns, name, x, CLEAN, cache))

@@ -1,8 +1,10 @@
 """The evaluation as a list of attack groups: one group is one `eps_sweep` (one set of
 adversarial inputs per ε) and the methods evaluated on them.
 
-`plan(eval_config, available)` turns the config's sections into groups, dropping the methods
-(and groups) that need a network not in `available`.
+`plan(eval_config, available, align)` turns the config's sections into groups, dropping the
+methods (and groups) that need a network not in `available`; `align` (None for a metric N, else
+the depth range of `alignment.depth_range`) goes into every group's attack config, whose
+`align` the metrics of its methods use too (every method reads N's or N_adv's output).
 """
 
 import dataclasses
@@ -212,17 +214,46 @@ def _check_unique_labels(group: AttackGroup) -> None:
             )
 
 
-def plan(eval_config: ml_collections.ConfigDict, available: Collection[str]) -> list[AttackGroup]:
+# Tables whose attack is not defined for a relative N: a target of scale·N(x) aligns back to
+# N(x) exactly, so the targeted attack would have nothing to do.
+UNALIGNABLE_TABLES: tuple[str, ...] = ("targeted",)
+
+
+def check_alignable(tables, align: tuple[float, float] | None) -> None:
+    """ValueError naming the tables of UNALIGNABLE_TABLES among `tables` when align is set."""
+    refused = [t for t in tables if t in UNALIGNABLE_TABLES]
+    if align is not None and refused:
+        raise ValueError(
+            f"tables {refused} cannot be evaluated on a relative N (scores after per-image "
+            "scale-and-shift alignment): a targeted attack towards scale·N(x) aligns back to "
+            "N(x). Leave them out of eval.tables"
+        )
+
+
+def _aligned(group: AttackGroup, align: tuple[float, float] | None) -> AttackGroup:
+    if align is None:
+        return group
+    return dataclasses.replace(group, config=dataclasses.replace(group.config, align=align))
+
+
+def plan(
+    eval_config: ml_collections.ConfigDict,
+    available: Collection[str],
+    align: tuple[float, float] | None = None,
+) -> list[AttackGroup]:
     """The attack groups of the selected tables whose networks are all in `available`
-    (methods needing a missing network are dropped). Checks the config first."""
+    (methods needing a missing network are dropped). Checks the config first. align: None
+    for a metric N, else the depth range (metres) of the per-image alignment that every
+    attack loss and every method's metrics use (`alignment.depth_range`)."""
     check_eval_config(eval_config)
+    check_alignable(eval_config.tables, align)
     groups = []
     for table in eval_config.tables:
         for group in _table_groups(table, eval_config):
             _check_unique_labels(group)
             kept = _keep_available(group, available)
             if kept is not None:
-                groups.append(kept)
+                groups.append(_aligned(kept, align))
     return groups
 
 
@@ -230,14 +261,17 @@ FIGURE_METHODS = ("N(x*)", "N_adv(x*)", "N(x*⊗G(x))", "N(x*⊗G(x*))", "N(x*�
 
 
 def figure_group(
-    eval_config: ml_collections.ConfigDict, available: Collection[str]
+    eval_config: ml_collections.ConfigDict,
+    available: Collection[str],
+    align: tuple[float, float] | None = None,
 ) -> AttackGroup | None:
     """The attack of Figs. 6 and 7 (None when not selected or N is missing) with the methods
-    of Fig. 6 that the available networks allow."""
+    of Fig. 6 that the available networks allow; align as for `plan`."""
     if "fig6_7" not in eval_config.tables:
         return None
     section = eval_config.fig6_7
     group = _single(
         "fig6_7", eps_label(section.eps), section, eval_config, _methods(FIGURE_METHODS)
     )
-    return _keep_available(group, available)
+    kept = _keep_available(group, available)
+    return None if kept is None else _aligned(kept, align)

@@ -235,7 +235,7 @@ def card_markdown(card: Mapping[str, Any]) -> str:
         f"p_init {a['square']['p_init']}; transfer from N for defences: {a['transfer']}",
         f"- images: {conv['images']}; seed {conv['seed']}",
     ]
-    for key in ("dataset", "checkpoints"):
+    for key in ("dataset", "checkpoints", "scores"):
         if key in conv:
             lines.append(f"- {key}: {json.dumps(conv[key], ensure_ascii=False)}")
     for subject, entry in card["subjects"].items():

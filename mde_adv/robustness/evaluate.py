@@ -10,6 +10,7 @@ budgets and at a large ε).
 """
 
 import dataclasses
+import functools
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -20,6 +21,7 @@ import numpy as np
 from jax.tree_util import Partial
 
 from mde_adv import attacks
+from mde_adv.alignment import metric_depth
 from mde_adv.attacks import square
 from mde_adv.evaluation import results
 from mde_adv.metrics import image_metrics
@@ -53,10 +55,16 @@ def method_label(subject: str, attack: str) -> str:
     return f"{subject} | {attack}"
 
 
-def members(rconfig: ml_collections.ConfigDict, threat, defence: bool) -> list[attacks.Member]:
+def members(
+    rconfig: ml_collections.ConfigDict,
+    threat,
+    defence: bool,
+    align: tuple[float, float] | None = None,
+) -> list[attacks.Member]:
     """The ensemble: IFGSM (the paper's α and T), APGD with restarts and the square search, end
-    to end; for a defence also IFGSM and APGD run on its undefended network ('… via N')."""
-    common = dict(norm=threat.norm, loss=rconfig.loss, space=threat.space)
+    to end; for a defence also IFGSM and APGD run on its undefended network ('… via N').
+    align: the alignment of a relative N's output in every member's loss (None: none)."""
+    common = dict(norm=threat.norm, loss=rconfig.loss, space=threat.space, align=align)
     ifgsm = attacks.AttackConfig(
         method="ifgsm", alpha=float(rconfig.ifgsm.alpha), t_max=int(rconfig.ifgsm.steps), **common
     )
@@ -84,9 +92,11 @@ def alpha_of(member: attacks.Member, eps: float) -> float:
     return float(attacks.step_size(member.config, np.float32(eps), np.float32(member.steps)))
 
 
-@jax.jit
-def _metrics(predict: Partial, x: jax.Array, y: jax.Array) -> dict[str, jax.Array]:
-    return image_metrics(predict(x), y)
+@functools.partial(jax.jit, static_argnames=("align",))
+def _metrics(
+    predict: Partial, x: jax.Array, y: jax.Array, align: tuple[float, float] | None = None
+) -> dict[str, jax.Array]:
+    return image_metrics(metric_depth(predict(x), y, align), y)
 
 
 def _as_partial(fn) -> Partial:
@@ -110,14 +120,14 @@ def _meta(attack, target, eps, space, alpha, steps) -> dict[str, Any]:
     return dict(attack=attack, target=target, eps=eps, eps_space=space, alpha=alpha, steps=steps)
 
 
-def _evaluate_subject(rconfig, label, subject, x, y, key, out: _Collector, timing) -> None:
+def _evaluate_subject(rconfig, label, subject, x, y, key, out: _Collector, timing, align):
     predict = _as_partial(subject.predict)
     sources = {} if subject.source is None else {"N": _as_partial(subject.source)}
-    clean_config = attacks.AttackConfig(loss=rconfig.loss)
+    clean_config = attacks.AttackConfig(loss=rconfig.loss, align=align)
     out.add(
         (TABLE, CLEAN, method_label(label, CLEAN)),
         _meta("none", label, 0.0, "none", 0.0, 0),
-        _metrics(predict, x, y),
+        _metrics(predict, x, y, align),
     )
     shares = attacks.diagnostics.zero_gradient_share(predict, x, y, config=clean_config)
     out.add(
@@ -126,7 +136,7 @@ def _evaluate_subject(rconfig, label, subject, x, y, key, out: _Collector, timin
         {"zero_share": shares},
     )
     for t_index, threat in enumerate(threat_models(rconfig)):
-        ensemble = members(rconfig, threat, subject.source is not None)
+        ensemble = members(rconfig, threat, subject.source is not None, align)
         for e_index, eps in enumerate(threat.eps):
             eps = float(eps)
             result = attacks.worst_case(
@@ -140,20 +150,20 @@ def _evaluate_subject(rconfig, label, subject, x, y, key, out: _Collector, timin
                     member.config.method, target, eps, threat.space, alpha_of(member, eps),
                     member.steps,
                 )  # fmt: skip
-                values = _metrics(predict, result.inputs[index], y)
+                values = _metrics(predict, result.inputs[index], y, align)
                 out.add((TABLE, setting, method_label(label, member.name)), meta, values)
                 timing.setdefault((label, threat_label(threat), member.name), []).append(
                     (x.shape[0], float(result.seconds[index]))
                 )
-            worst = dict(_metrics(predict, result.x_adv, y))
+            worst = dict(_metrics(predict, result.x_adv, y, align))
             for index, member in enumerate(ensemble):
                 worst[f"won_by:{member.name}"] = (result.winner == index).astype(np.float32)
             meta = _meta("ensemble", label, eps, threat.space, 0.0, 0)
             out.add((TABLE, setting, method_label(label, WORST)), meta, worst)
-        _diagnostic_runs(rconfig, label, predict, threat, ensemble[1], x, y, key, out)
+        _diagnostic_runs(rconfig, label, predict, threat, ensemble[1], x, y, key, out, align)
 
 
-def _diagnostic_runs(rconfig, label, predict, threat, auto, x, y, key, out) -> None:
+def _diagnostic_runs(rconfig, label, predict, threat, auto, x, y, key, out, align) -> None:
     """APGD (the ensemble's member, same program: ε and T are traced) at smaller budgets at the
     largest ε, and at the large ε of the sanity check."""
     largest = float(max(threat.eps))
@@ -167,7 +177,7 @@ def _diagnostic_runs(rconfig, label, predict, threat, auto, x, y, key, out) -> N
         )  # fmt: skip
         meta = _meta("apgd", label, eps, threat.space, 2.0 * eps, steps)
         setting = f"{setting_label(threat, eps)} T={steps}"
-        out.add((DIAGNOSTICS_TABLE, setting, label), meta, _metrics(predict, x_adv, y))
+        out.add((DIAGNOSTICS_TABLE, setting, label), meta, _metrics(predict, x_adv, y, align))
 
 
 def seconds_per_image(timing) -> dict[tuple, dict[str, Any]]:
@@ -188,10 +198,12 @@ def evaluate(
     rconfig: ml_collections.ConfigDict,
     subjects: Mapping[str, Subject],
     batches_fn: Callable[[], Iterator[Mapping[str, np.ndarray]]],
+    align: tuple[float, float] | None = None,
 ) -> tuple[list[results.Row], dict[tuple, dict[str, Any]]]:
     """(per-image rows, seconds per image of each (subject, threat model, member)) of every
     subject on the batches ({'image', 'depth', 'id', 'valid'}), the first
-    rconfig.max_images valid images (0 = all). One process."""
+    rconfig.max_images valid images (0 = all). One process. align: None for a metric N, else
+    the depth range of the alignment of its output in every attack loss and metric."""
     max_images = int(rconfig.max_images)
     base_key = jax.random.key(int(rconfig.seed))
     out, timing = _Collector(), {}
@@ -210,7 +222,7 @@ def evaluate(
         key = jax.random.fold_in(base_key, step)
         for index, (label, subject) in enumerate(subjects.items()):
             _evaluate_subject(rconfig, label, subject, x, y, jax.random.fold_in(key, index), out,
-                              timing)  # fmt: skip
+                              timing, align)  # fmt: skip
     if not positions:
         raise ValueError("batches_fn() yielded no batches")
     keep = np.concatenate(valid)

@@ -14,7 +14,7 @@ import jax
 import ml_collections
 from absl import logging
 
-from mde_adv import paths
+from mde_adv import alignment, paths
 from mde_adv.evaluation.methods import ATTACK_TARGETS, attacked_function, network_functions
 from mde_adv.robustness import card as card_lib
 from mde_adv.robustness.config import check_robustness_config, default_robustness_config
@@ -71,7 +71,8 @@ def card_stage(config: ml_collections.ConfigDict, workdir: paths.PathLike) -> di
             f"config.robustness.subjects: none of {list(rconfig.subjects)} has its "
             f"networks (available: {sorted(networks)})"
         )
-    rows, timing = evaluate(rconfig, subjects, lambda: pipeline.eval_batches(dc))
+    align = alignment.depth_range(config.depth_net)
+    rows, timing = evaluate(rconfig, subjects, lambda: pipeline.eval_batches(dc), align)
     used = sorted({n for label in subjects for n in ATTACK_TARGETS[label].networks})
     checkpoints = {}
     for name in used:
@@ -81,6 +82,8 @@ def card_stage(config: ml_collections.ConfigDict, workdir: paths.PathLike) -> di
         "dataset": f"{dc.name} ({dc.eval_split} split, {dc.crop_hw[0]}×{dc.crop_hw[1]} inputs)",
         "checkpoints": checkpoints,
     }
+    if align is not None:
+        context["scores"] = alignment.NOTE.format(*align)
     out_dir = workdir / OUT_DIR
     card = card_lib.write_card(rows, out_dir, rconfig, context, timing, defences)
     return {

@@ -10,7 +10,7 @@ from absl import logging
 from jax.experimental import multihost_utils
 from tqdm import tqdm
 
-from mde_adv import attacks, models, paths
+from mde_adv import alignment, attacks, models, paths
 from mde_adv.train import checkpoints, optimizer, parallel, steps
 from mde_adv.train.writers import MetricWriter
 
@@ -24,10 +24,17 @@ class Preempted(RuntimeError):
 
 
 def train_attack_config(config: ml_collections.ConfigDict) -> attacks.AttackConfig:
-    """Algorithm 1's attack: IFGSM, α (1 in the paper), ℓ1 loss, in the configured ε space."""
+    """Algorithm 1's attack: IFGSM, α (1 in the paper), ℓ1 loss, in the configured ε space;
+    its loss after the alignment of a relative N (`alignment.depth_range`)."""
     a = config.train_attack
     return attacks.AttackConfig(
-        method=a.method, norm=a.norm, loss=a.loss, space=a.space, alpha=a.alpha, t_max=a.t_max
+        method=a.method,
+        norm=a.norm,
+        loss=a.loss,
+        space=a.space,
+        alpha=a.alpha,
+        t_max=a.t_max,
+        align=alignment.depth_range(config.depth_net),
     )
 
 
@@ -53,6 +60,7 @@ def task_spec(config: ml_collections.ConfigDict, task: str, steps_per_epoch: int
         eps_range=tuple(config.train_attack.eps_range),
         steps_range=tuple(config.train_attack.steps_range),
         sampler=config.train_attack.get("sampler", "bernoulli"),
+        align=alignment.depth_range(config.depth_net),
     )
 
 

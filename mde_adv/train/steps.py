@@ -6,6 +6,12 @@ Tasks:
   saliency      G:      l_dif(N(x⊗G(x)), target) + λ·mean G(x), target = stop_grad N(x) or ȳ
   saliency_adv  G_adv:  l_dif(ȳ, N(x'⊗G(x'))) + λ·mean G(x'), x' as for depth_adv, against the
                         frozen N (Algorithm 1, Eq. 5)
+With `align` set (a relative N: disparity up to scale and shift, `alignment.depth_range`) every
+loss against the ground truth ȳ is measured after aligning N's output to ȳ per image (affine-
+invariant training; the attack of Algorithm 1 carries the same switch in its config); G's
+target N(x) ("depth_net") is N's own output, in the same disparity space as N(x⊗G(x)), and is
+compared with it as it is: aligning the one to the other needs a target in metres, and
+N(x⊗G(x)) = N(x) is what makes the aligned scores of the two equal.
 N is frozen and in inference mode (running statistics) in the saliency tasks; the trained model
 uses batch statistics, synchronised over `axis_name` when the step runs under pmap.
 Per-example randomness comes from keys folded with (step, global example index), so a pmapped
@@ -23,6 +29,7 @@ import jax.numpy as jnp
 import optax
 
 from mde_adv import attacks, losses
+from mde_adv.alignment import metric_depth
 
 TASKS = ("depth", "depth_adv", "saliency", "saliency_adv")
 SALIENCY_TARGETS = ("depth_net", "ground_truth")
@@ -55,6 +62,9 @@ class TaskSpec:
     p_adversarial: probability that an example is replaced by its adversarial version.
     sampler: how the examples to replace are drawn (SAMPLERS; 'paired' needs p_adversarial 0.5
       and an even batch on every device).
+    align: None (N predicts metres), or the depth range (metres) of the per-image alignment
+      of a relative N's output before every loss against the ground truth; an adversarial
+      task's attack must have the same `align`.
     """
 
     task: str
@@ -68,6 +78,7 @@ class TaskSpec:
     eps_range: tuple[float, float] = (0.01, 0.3)
     steps_range: tuple[int, int] = (1, 10)
     sampler: str = "bernoulli"
+    align: tuple[float, float] | None = None
 
     def __post_init__(self):
         if self.task not in TASKS:
@@ -78,6 +89,11 @@ class TaskSpec:
             )
         if self.task.endswith("_adv") and self.attack is None:
             raise ValueError(f"task {self.task!r} needs an attack config")
+        if self.attack is not None and self.attack.align != self.align:
+            raise ValueError(
+                f"the attack's align {self.attack.align} differs from the task's {self.align}: "
+                "an attack on a relative N must measure its loss after the same alignment"
+            )
         if self.sampler not in SAMPLERS:
             raise ValueError(f"unknown sampler {self.sampler!r}; expected one of {SAMPLERS}")
         if self.sampler == "paired" and self.p_adversarial != 0.5:
@@ -172,6 +188,14 @@ def adversarial_inputs(
     return x_prime, is_adv
 
 
+def depth_loss_terms(
+    pred: jax.Array, target: jax.Array, align: tuple[float, float] | None = None
+) -> dict[str, jax.Array]:
+    """`losses.l_dif_terms` of pred [B,h,w,1] vs the ground truth target (metres), pred first
+    aligned to the target per image when align is set (a relative N's disparity)."""
+    return losses.l_dif_terms(metric_depth(pred, target, align), target)
+
+
 def _mean_over(tree, axis_name: str | None):
     return tree if axis_name is None else jax.lax.pmean(tree, axis_name)
 
@@ -218,11 +242,11 @@ def train_step(
                 model_vars(params, state.batch_stats), x, train=True, mutable=["batch_stats"]
             )
             pred = spec.depth_model.apply(frozen, x * mask, train=False)
-            if spec.saliency_target == "depth_net":
+            if spec.saliency_target == "depth_net":  # N's own output: same space, no fit
                 target = jax.lax.stop_gradient(spec.depth_model.apply(frozen, x, train=False))
+                parts = losses.l_dif_terms(pred, target)
             else:
-                target = depth
-            parts = losses.l_dif_terms(pred, target)
+                parts = depth_loss_terms(pred, depth, spec.align)
             sparsity = losses.sparsity(mask)
             loss = parts["l_dif"] + spec.sparsity_weight * sparsity
             aux = {**parts, "sparsity": sparsity}
@@ -230,7 +254,7 @@ def train_step(
             pred, updates = spec.model.apply(
                 model_vars(params, state.batch_stats), x, train=True, mutable=["batch_stats"]
             )
-            parts = losses.l_dif_terms(pred, depth)
+            parts = depth_loss_terms(pred, depth, spec.align)
             loss = parts["l_dif"]
             aux = dict(parts)
         return loss, (updates.get("batch_stats", {}), aux)  # {}: a model without BatchNorm

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from mde_adv import experiment, run_checks, variables_io
+from mde_adv import experiment, run_checks, variables_io, xla_flags
 from mde_adv.data import errors as data_errors
 from mde_adv.train import loop
 
@@ -109,15 +109,23 @@ def parse_flags(argv: Sequence[str]) -> list[str]:
 
 
 def apply_xla_flags(extra: str) -> None:
-    """Appends `config.xla_flags` to XLA_FLAGS; XLA reads them once, when JAX first starts a
-    backend, so this must run before any computation (RuntimeError if one already ran)."""
+    """Appends `config.xla_flags` to XLA_FLAGS (`xla_flags.merge`: a flag XLA_FLAGS sets
+    already keeps its value; one this XLA does not know is dropped with a warning, as XLA
+    would abort). XLA reads them once, when JAX first starts a backend, so this must run
+    before any computation (RuntimeError if one already ran)."""
     if not extra:
         return
     from jax._src import xla_bridge
 
     if xla_bridge.backends_are_initialized():
         raise RuntimeError(f"config.xla_flags={extra!r}: JAX's backends already started")
-    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {extra}".strip()
+    try:
+        merged, unknown = xla_flags.merge(os.environ.get("XLA_FLAGS", ""), extra.split())
+    except RuntimeError as error:
+        raise SystemExit(f"error: config.xla_flags={extra!r}: {error}") from None
+    for flag in unknown:
+        logging.warning("config.xla_flags: %s is unknown to this XLA; dropped", flag)
+    os.environ["XLA_FLAGS"] = merged
 
 
 def main(argv: list[str]) -> None:

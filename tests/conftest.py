@@ -5,13 +5,16 @@ import pathlib
 import sys
 import tempfile
 
-# Two virtual CPU devices so that every run exercises the multi-device code paths, and XLA's
-# backend optimisation level 0: test programs are compile-bound (tiny shapes), and level 0
-# compiles ~2.4× faster without changing semantics. Set before the first `import jax`.
-os.environ["XLA_FLAGS"] = (
-    os.environ.get("XLA_FLAGS", "")
-    + " --xla_force_host_platform_device_count=2 --xla_backend_optimization_level=0"
-).strip()
+from mde_adv import xla_flags
+
+# Two virtual CPU devices so that every run exercises the multi-device code paths, and the
+# flags that compile small programs faster with the same semantics (test programs are
+# compile-bound). Set before JAX starts a backend; xdist workers and the subprocesses the
+# tests start inherit them (and so start no probe of their own, `xla_flags.merge`).
+os.environ["XLA_FLAGS"] = xla_flags.merge(
+    os.environ.get("XLA_FLAGS", ""),
+    ("--xla_force_host_platform_device_count=2", *xla_flags.FAST_COMPILE),
+)[0]
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import jax

@@ -7,8 +7,12 @@ Each process has one CPU device and feeds its own shard of every global batch.
 import os
 import sys
 
-os.environ["XLA_FLAGS"] = (
-    "--xla_force_host_platform_device_count=1 --xla_backend_optimization_level=0"
+# one device, and the test session's other flags (its compile flags, probed by conftest)
+os.environ["XLA_FLAGS"] = " ".join(
+    [
+        "--xla_force_host_platform_device_count=1",
+        *(f for f in os.environ.get("XLA_FLAGS", "").split() if "device_count" not in f),
+    ]
 )
 os.environ["JAX_PLATFORMS"] = "cpu"
 

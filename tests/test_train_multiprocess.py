@@ -36,7 +36,6 @@ def test_two_processes_equal_one_process_with_two_devices(tmp_path):
     port = _free_port()
     out = tmp_path / "multi.npz"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(WORKER.parent)])}
-    env.pop("XLA_FLAGS", None)
     procs = [
         subprocess.Popen(
             [

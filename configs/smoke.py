@@ -8,7 +8,7 @@ from mde_adv import xla_flags
 def get_config():
     c = default.get_config()
     # a pipeline check of tiny programs: compiling dominates, and these flags compile them
-    # ~1.7× faster (mde_adv/xla_flags.py)
+    # 2-3× faster (mde_adv/xla_flags.py)
     c.xla_flags = " ".join(xla_flags.FAST_COMPILE)
     c.data.pipeline.name = "procedural_rooms/tiny"  # 48×64 renders, 64 train / 16 test
     c.data.pipeline.resize_hw = (36, 48)

@@ -1,10 +1,12 @@
 """XLA flags that make compiling faster, and the check that this XLA knows a flag.
 
 Small programs (the tests, configs/smoke.py) are compile-bound on CPU. `FAST_COMPILE`
-compiles them ~1.7× faster on the reference 2-core CPU (benchmarks/compile_flags.py) with
-the same semantics: LLVM at -O0, XLA:CPU's elemental emitters instead of its newer fusion
-emitters, no XNNPACK rewrites, one LLVM module per program. Their programs run slower at
-large sizes, so the default and paper settings do not use them.
+compiles them 2-3× faster on the reference 2-core CPU with the same semantics: LLVM at -O0,
+XLA:CPU's elemental emitters instead of its newer fusion emitters, no XNNPACK rewrites, one
+LLVM module per program. The programs they make run 2-6× slower
+(benchmarks/results/compile_flags.md: `python -m benchmarks.compile_flags`), so the default
+and paper settings, whose time goes into running, do not use them; the emitters without -O0
+compile slower than XLA's defaults.
 
 XLA aborts the process on a flag it does not know ("Unknown flags in XLA_FLAGS"), and flags
 come and go between jaxlib releases: `merge` probes new flags in a subprocess first and drops

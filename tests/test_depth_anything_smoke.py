@@ -2,37 +2,19 @@
 its data, N-training and G-training stages run and write networks that load back."""
 
 import json
-import pathlib
-import subprocess
-import sys
 
+import main_job
 import pytest
 
 from mde_adv import experiment, models, variables_io
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
 CONFIG = "configs/depth_anything_v2_smoke.py"
 STAGES = ("data", "train_depth", "train_saliency")
 
 
 @pytest.mark.slow
 def test_study_stages_run_with_depth_anything_as_n(tmp_path):
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mde_adv.main",
-            "--config",
-            CONFIG,
-            "--workdir",
-            str(tmp_path),
-            f"--config.stages={STAGES!r}",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
+    result = main_job.run(CONFIG, tmp_path, f"--config.stages={STAGES!r}")
     assert result.returncode == 0, result.stderr[-4000:]
     for stage in STAGES:
         assert experiment.stage_done(tmp_path, stage) is not None, stage

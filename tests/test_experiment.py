@@ -3,8 +3,8 @@
 import json
 import pathlib
 import subprocess
-import sys
 
+import main_job
 import pytest
 
 from configs import smoke
@@ -16,26 +16,9 @@ pytestmark = pytest.mark.xdist_group("smoke_run")
 # the smoke study's stages (all but the Table 4 G of deeper encoders, which it does not train)
 SMOKE_STAGES = smoke.get_config().stages
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-
 
 def _main(workdir: pathlib.Path, *flags: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mde_adv.main",
-            "--config",
-            "configs/smoke.py",
-            "--workdir",
-            str(workdir),
-            *flags,
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=1800,  # a hang guard: ~4 min on the reference CPU, ~15 on a 4× slower one
-    )
+    return main_job.run("configs/smoke.py", workdir, *flags)
 
 
 @pytest.fixture(scope="session")  # one worker holds the group: the run is made once

@@ -4,12 +4,10 @@ every training loss against the ground truth measure N's output after the per-im
 scale-and-shift alignment; with the switch off nothing changes."""
 
 import json
-import pathlib
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
+import main_job
 import ml_collections
 import numpy as np
 import pytest
@@ -24,7 +22,6 @@ from mde_adv.evaluation.methods import Method
 from mde_adv.metrics import image_metrics
 from mde_adv.train import loop, steps
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
 B, H, W = 2, 8, 10
 RANGE = (1e-3, 10.0)
 AFFINE = (3.0, 0.7)  # s, t of s·N + t
@@ -208,22 +205,11 @@ def test_main_job_runs_with_a_relative_depth_anything_n(tmp_path):
     finishes, the evaluation records the alignment on every attack, and the report states
     the alignment and holds N's aligned scores against the trivial baselines (4 steps from a
     random init learn nothing: the premise of N fails there, and the report says so)."""
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mde_adv.main",
-            "--config",
-            "configs/depth_anything_v2_relative_smoke.py",
-            "--workdir",
-            str(tmp_path),
-            f"--config.stages={STAGES!r}",
-            "--config.eval.tables=['table2']",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=1800,
+    result = main_job.run(
+        "configs/depth_anything_v2_relative_smoke.py",
+        tmp_path,
+        f"--config.stages={STAGES!r}",
+        "--config.eval.tables=['table2']",
     )
     assert result.returncode == 0, result.stderr[-4000:]
     for stage in STAGES:

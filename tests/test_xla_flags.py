@@ -1,12 +1,9 @@
 """config.xla_flags: flags this XLA knows are appended, unknown ones dropped (XLA would abort)."""
 
-import pathlib
-import subprocess
-import sys
+import main_job
 
 from mde_adv import xla_flags
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
 UNKNOWN = "--xla_mde_adv_no_such_flag=1"
 
 
@@ -30,16 +27,7 @@ def test_a_flag_already_set_keeps_its_value_and_is_not_probed(monkeypatch):
 
 def test_a_bad_value_stops_the_main_job_with_xlas_reason_and_the_config_field(tmp_path):
     bad = "--xla_cpu_enable_fast_math=maybe"
-    done = subprocess.run(
-        [
-            *(sys.executable, "-m", "mde_adv.main", "--config", "configs/smoke.py"),
-            *("--workdir", str(tmp_path), f"--config.xla_flags={bad}"),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = main_job.run("configs/smoke.py", tmp_path, f"--config.xla_flags={bad}", timeout=300)
     assert done.returncode != 0
     last = done.stderr.strip().splitlines()[-1]
     assert f"config.xla_flags='{bad}'" in last and "Couldn't interpret value maybe" in last, last
